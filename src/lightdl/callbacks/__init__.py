@@ -1,0 +1,1 @@
+"""Lightning callbacks written for lightdl (the rest come from Lightning itself)."""

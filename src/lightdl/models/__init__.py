@@ -1,0 +1,1 @@
+"""Plain PyTorch models built from a DataSpec; no Lightning inside."""

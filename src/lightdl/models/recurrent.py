@@ -1,0 +1,63 @@
+"""Recurrent classifiers (Elman RNN, LSTM, GRU) that read any input as a sequence."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightdl.data.spec import DataSpec
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def as_sequence(spec: DataSpec) -> tuple[int, int]:
+    """(steps, features per step): images row by row (C*W per row), vectors one feature per step."""
+    if spec.kind == "image":
+        channels, height, width = spec.input_shape
+        return height, channels * width
+    if spec.kind == "vector":
+        return spec.input_dim, 1
+    raise ValueError(f"recurrent models cannot read data of kind '{spec.kind}' yet")
+
+
+class Recurrent(nn.Module):
+    """A recurrent layer stack whose last hidden state (both directions) feeds a linear classifier.
+
+    cell: rnn | lstm | gru. The Elman RNN uses tanh; the activation group does not apply inside cells.
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        activation=None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            from lightdl.errors import ConfigError
+
+            raise ConfigError(f"model.cell must be one of {', '.join(CELLS)}, got '{cell}'.")
+        self.steps, features = as_sequence(spec)
+        self.hidden_size = hidden_size
+        self.rnn = CELLS[cell](
+            features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), self.steps, -1)
+        out, _ = self.rnn(x)
+        last = out[:, -1, : self.hidden_size]
+        if self.rnn.bidirectional:
+            last = torch.cat([last, out[:, 0, self.hidden_size :]], dim=1)
+        return self.head(self.dropout(last))

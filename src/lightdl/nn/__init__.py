@@ -1,0 +1,1 @@
+"""Small building blocks (activations) used by lightdl's models."""

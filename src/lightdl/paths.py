@@ -1,0 +1,42 @@
+"""Where lightdl's configs live: inside the installed wheel, or at the top of a checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def conf_dir() -> Path:
+    """The `conf/` folder: the copy shipped in the wheel if present, else the checkout's top-level one."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"lightdl's conf/ folder was not found next to {here} or in the checkout.")
+
+
+def group_names() -> list[str]:
+    """Config groups in the order config.yaml lists them (Hydra's own `hydra` group left out)."""
+    names = []
+    for line in (conf_dir() / "config.yaml").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("- ") and ":" in line:
+            name = line[2:].split(":", 1)[0].strip()
+            if name not in ("hydra", "_self_"):
+                names.append(name)
+    return names
+
+
+def options(group: str) -> list[str]:
+    """Option names of a group: the YAML files in conf/<group>/."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def describe(group: str, option: str) -> str:
+    """First line of an option's header comment: what the concept is."""
+    for line in (conf_dir() / group / f"{option}.yaml").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#") and not line.startswith("# @package"):
+            return line.lstrip("# ").strip()
+        if line and not line.startswith("#"):
+            break
+    return ""

@@ -1,0 +1,1 @@
+"""Tasks: LightningModules that own the step logic of one kind of learning problem."""

@@ -1,0 +1,86 @@
+"""train(cfg): the whole life of one run, from composed config to final metrics."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lightdl.validate import validate
+
+NOISE = (  # Lightning warnings that do not apply to lightdl's run directories and in-memory batches
+    ".*does not have many workers.*",
+    ".*exists and is not empty.*",
+    ".*treespec, LeafSpec.*",
+)
+
+
+def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str, Any]:
+    """Build everything from `cfg`, fit, test the best checkpoint; returns the summary fields."""
+    validate(cfg)
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from lightdl import build
+    from lightdl.callbacks.history import History
+    from lightdl.callbacks.nan_guard import NanGuard
+    from lightdl.job import quiet_lightning
+    from lightdl.loggers import build_loggers
+    from lightdl.models.summary import count_params, summarize
+    from lightdl.validate import check_monitors
+
+    quiet_lightning()
+    for noise in NOISE:
+        warnings.filterwarnings("ignore", noise)
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build.build_datamodule(cfg)
+    spec = datamodule.spec
+    regularizers = build.build_regularizers(cfg)
+    net = build.build_net(cfg, spec, regularizers)
+    task = build.build_task(cfg, net, spec, regularizers)
+    callbacks = {name: build.make(cfg.callbacks, name) for name in (cfg.callbacks or {})}
+    check_monitors(build.monitored(cfg, callbacks), task.logged_metrics)
+    print(summarize(net, datamodule.example_input()), flush=True)
+
+    history = History(cfg.monitor, cfg.mode)
+    loggers = build_loggers(cfg, run_dir, group)
+    trainer = build.build_trainer(cfg, [*callbacks.values(), history], loggers, regularizers,
+                                  run_dir)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path))
+
+    guard = next((c for c in callbacks.values() if isinstance(c, NanGuard)), None)
+    stopper = next((c for c in callbacks.values() if isinstance(c, EarlyStopping)), None)
+    checkpoint = next((c for c in callbacks.values() if isinstance(c, ModelCheckpoint)), None)
+    result: dict[str, Any] = {"status": "completed"}
+    if guard is not None and guard.diverged is not None:
+        result.update(status="diverged", reason=guard.message(), diverged=guard.diverged)
+    elif stopper is not None and stopper.stopped_epoch > 0:
+        result.update(status="stopped_early",
+                      reason=f"{stopper.monitor} did not improve for {stopper.patience} epochs")
+    if cfg.test and result["status"] != "diverged":
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    result.update(
+        metrics={k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        best=history.best(),
+        epochs=trainer.current_epoch,
+        global_steps=trainer.global_step,
+        trainable_params=count_params(net),
+    )
+    return result
+
+
+def _resume_path(ckpt_path: str | None) -> str | None:
+    """A checkpoint file, or a run directory whose checkpoints/last.ckpt is used."""
+    if ckpt_path is None:
+        return None
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        from lightdl.errors import ConfigError
+
+        raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoint file at {path}.")
+    return str(path)

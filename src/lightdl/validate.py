@@ -1,0 +1,62 @@
+"""Value checks that run before anything is built: one sentence naming the key, the value and the rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lightdl.errors import ConfigError
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+RULES: list[Rule] = [
+    ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("data.batch_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("data.val_size", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    ("trainer.max_epochs", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("regularizer.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    ("regularizer.l2.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("regularizer.clip_norm.max_norm", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("model.hidden", lambda v: _widths(v), "a list of integers >= 1"),
+    ("model.hidden_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("model.num_layers", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("mode", lambda v: v in ("min", "max"), "'min' or 'max'"),
+]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _widths(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(_integer(w) and w >= 1 for w in value)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value that breaks a rule."""
+    for key, ok, rule in RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not ok(value):
+            raise ConfigError(f"{key} must be {rule}, got {value!r}.")
+
+
+def check_monitors(monitors: dict[str, str], logged: tuple[str, ...]) -> None:
+    """Every monitored metric must be one the task logs; checked before training starts."""
+    for key, metric in monitors.items():
+        if metric and metric not in logged:
+            from lightdl.errors import did_you_mean
+
+            raise ConfigError(
+                f"{key}='{metric}' is never logged by this task; it logs "
+                f"{', '.join(logged)}.{did_you_mean(metric, list(logged))}"
+            )
