@@ -63,7 +63,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
         best = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     result.update(
-        metrics={k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        metrics={**history.last(),
+                 **{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}},
         best=history.best(),
         epochs=trainer.current_epoch,
         global_steps=trainer.global_step,

@@ -20,6 +20,10 @@ class History(L.Callback):
         row["epoch"] = trainer.current_epoch
         self.epochs.append(row)
 
+    def last(self) -> dict[str, float]:
+        """Metrics of the last completed epoch."""
+        return {k: v for k, v in self.epochs[-1].items() if k != "epoch"} if self.epochs else {}
+
     def best(self) -> dict | None:
         """{"metric", "value", "epoch"} of the best finite monitored value, or None."""
         seen = [r for r in self.epochs if self.monitor in r and math.isfinite(r[self.monitor])]

@@ -24,6 +24,7 @@ class Recurrent(nn.Module):
     """A recurrent layer stack whose last hidden state (both directions) feeds a linear classifier.
 
     cell: rnn | lstm | gru. The Elman RNN uses tanh; the activation group does not apply inside cells.
+    forget_bias: initial bias of the LSTM forget gate (1.0 lets gradients flow through time early on).
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class Recurrent(nn.Module):
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = False,
+        forget_bias: float = 1.0,
         activation=None,
         dropout: float = 0.0,
     ) -> None:
@@ -51,6 +53,13 @@ class Recurrent(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
         )
+        if cell == "lstm":
+            with torch.no_grad():
+                for name, param in self.rnn.named_parameters():
+                    if name.startswith("bias_ih"):  # gate order: input, forget, cell, output
+                        param[hidden_size : 2 * hidden_size].fill_(forget_bias)
+                    elif name.startswith("bias_hh"):
+                        param[hidden_size : 2 * hidden_size].fill_(0.0)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), spec.num_classes)
 
