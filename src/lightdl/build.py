@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,12 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     try:
         if kwargs:
             return instantiate(cfg[key], _partial_=True)(**kwargs)
-        return instantiate(cfg[key])
+        made = instantiate(cfg[key])
+        if isinstance(made, functools.partial):  # check the arguments now, not at first use
+            inspect.signature(made.func).bind_partial(*made.args, **made.keywords)
+        return made
     except (InstantiationException, TypeError) as exc:
-        sentence = describe_instantiation_error(exc, key)
+        sentence = describe_instantiation_error(exc, key, cfg[key].get("_target_"))
         if sentence:
             raise ConfigError(sentence) from exc
         cause = exc.__cause__

@@ -49,6 +49,9 @@ def describe_composition_error(exc: BaseException, args: list[str]) -> str:
         valid = _keys_at(parent, [a for a in args if not a.startswith(("-", key + "=", "+"))])
         hint = did_you_mean(leaf, valid, prefix=f"{parent}." if parent else "")
         listing = f" Valid keys of '{parent or 'the config'}': {', '.join(valid)}." if valid else ""
+        group, _, option = parent.partition(".")
+        if not valid and group in group_names() and option in options(group):
+            listing = f" Option '{option}' of group '{group}' is not selected: add {group}={option}."
         return f"unknown key '{key}'.{hint}{listing}"
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -70,10 +73,28 @@ def _keys_at(parent: str, overrides: list[str]) -> list[str]:
         return []
 
 
-def describe_instantiation_error(exc: BaseException, key: str) -> str | None:
+def describe_instantiation_error(exc: BaseException, key: str, target: str | None) -> str | None:
     """Turn "unexpected keyword argument 'lrr'" from instantiating `key` into a sentence with a suggestion."""
     match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
     if not match:
         return None
     bad = match.group(1)
-    return f"unknown key '{key}.{bad}': the target of '{key}' takes no parameter '{bad}'."
+    valid = _parameters(target)
+    listing = f" Valid keys: {', '.join(valid)}." if valid else ""
+    return f"unknown key '{key}.{bad}'.{did_you_mean(bad, valid, prefix=key + '.')}{listing}"
+
+
+def _parameters(target: str | None) -> list[str]:
+    """Keyword parameters of a Hydra `_target_` (empty if it cannot be inspected)."""
+    if not target:
+        return []
+    try:
+        import inspect
+
+        from hydra.utils import get_object
+
+        found = inspect.signature(get_object(target)).parameters.values()
+        return [p.name for p in found if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in ("self", "params", "optimizer", "spec", "activation")]
+    except (ValueError, TypeError, ImportError, AttributeError):
+        return []
