@@ -57,11 +57,11 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     finally:
         from lightdl.loggers import finish_wandb
 
-        finish_wandb()
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
         summary["versions"] = versions()
         summary["git_commit"] = git_commit(hydra_cfg.runtime.cwd)
         write_json(run_dir / "summary.json", summary)
+        finish_wandb(summary, run_dir)
     _report(summary, run_dir)
     if code and not multirun:
         raise SystemExit(code)

@@ -56,10 +56,24 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
     return loggers
 
 
-def finish_wandb() -> None:
-    """Close the W&B run of this job, if any (otherwise a multirun logs every job into one run)."""
-    if "wandb" in sys.modules:
-        import wandb
+def finish_wandb(summary: dict[str, Any] | None = None, run_dir: Path | None = None) -> None:
+    """Close this job's W&B run, if any, after copying the run summary and config into it.
 
-        if wandb.run is not None:
-            wandb.finish()
+    Without wandb.finish() a multirun would log every job into one run.
+    """
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    if summary is not None:
+        wandb.run.summary.update(
+            {"status": summary.get("status"), "epochs": summary.get("epochs"),
+             **summary.get("metrics", {})}
+        )
+    if run_dir is not None:
+        for name in ("summary.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+            if (run_dir / name).is_file():
+                wandb.save(str(run_dir / name), base_path=str(run_dir), policy="now")
+    wandb.finish()

@@ -1,0 +1,48 @@
+"""Shared helpers: compose the real configs from conf/, run the CLI in a subprocess, tiny data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from lightdl.paths import conf_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["data=digits", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def make_cfg(tmp_path: Path, *overrides: str, fast: bool = True) -> DictConfig:
+    """The real config composed as the CLI would, with run paths inside tmp_path."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"paths.output_dir={tmp_path}",
+                f"paths.run_dir={tmp_path / 'run'}",
+                *(FAST if fast else []),
+                *overrides,
+            ],
+        )
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
+    """`python -m lightdl ARGS` in a fresh process; returns CompletedProcess with text output."""
+    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "LIGHTDL_DEBUG")}
+    full_env = {**base, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                "LIGHTDL_OUTPUTS": str(cwd / "outputs"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lightdl", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
