@@ -42,7 +42,18 @@ def make_cfg(tmp_path: Path, *overrides: str, fast: bool = True) -> DictConfig:
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
     """`python -m lightdl ARGS` in a fresh process; returns CompletedProcess with text output."""
     base = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "LIGHTDL_DEBUG")}
-    full_env = {**base, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-                "LIGHTDL_OUTPUTS": str(cwd / "outputs"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "lightdl", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    full_env = {
+        **base,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "LIGHTDL_OUTPUTS": str(cwd / "outputs"),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "lightdl", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -10,15 +10,22 @@ import sys
 import pytest
 from conftest import run_cli
 
-TINY = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+TINY = [
+    "data=digits",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 
 
 def test_help_lists_every_group_and_option_without_torch():
-    probe = ("import sys, runpy; sys.argv=['lightdl','--help']\n"
-             "try: runpy.run_module('lightdl', run_name='__main__')\n"
-             "except SystemExit: pass\n"
-             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'heavy import'\n")
+    probe = (
+        "import sys, runpy; sys.argv=['lightdl','--help']\n"
+        "try: runpy.run_module('lightdl', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'heavy import'\n"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     from lightdl.paths import group_names, options
@@ -58,8 +65,9 @@ def test_debug_env_shows_the_traceback(tmp_path):
 
 
 def test_diverged_run_says_so_and_exits_non_zero(tmp_path):
-    done = run_cli("data=digits", "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=2",
-                   cwd=tmp_path)
+    done = run_cli(
+        "data=digits", "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=2", cwd=tmp_path
+    )
     assert done.returncode == 3
     assert "status: diverged - training loss became non-finite at step" in done.stdout
     summary = json.loads(next((tmp_path / "outputs").glob("*/*/summary.json")).read_text())
@@ -76,8 +84,13 @@ def test_single_run_leaves_all_artefacts_and_wandb_offline(tmp_path):
     assert summary["status"] == "completed" and "test/acc" in summary["metrics"]
     for key in ("best", "epochs", "wall_seconds", "trainable_params", "overrides", "versions"):
         assert key in summary
-    for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv",
-                 "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+    for path in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "metrics.csv",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    ):
         assert (run / path).is_file(), path
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     wandb_run = next((run / "wandb").glob("offline-run-*"))
@@ -87,8 +100,14 @@ def test_single_run_leaves_all_artefacts_and_wandb_offline(tmp_path):
 
 
 def test_multirun_writes_one_dir_per_job_and_a_table(tmp_path):
-    done = run_cli("-m", *TINY, "optimizer=sgd,adam", "init=xavier_uniform,he_normal",
-                   "logger=[csv,wandb]", cwd=tmp_path)
+    done = run_cli(
+        "-m",
+        *TINY,
+        "optimizer=sgd,adam",
+        "init=xavier_uniform,he_normal",
+        "logger=[csv,wandb]",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*/"))
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -103,8 +122,14 @@ def test_multirun_writes_one_dir_per_job_and_a_table(tmp_path):
 
 
 def test_a_diverged_job_does_not_stop_the_sweep(tmp_path):
-    done = run_cli("-m", *TINY, "optimizer=sgd", "optimizer.lr=1e6,0.05",
-                   "trainer.limit_train_batches=25", cwd=tmp_path)
+    done = run_cli(
+        "-m",
+        *TINY,
+        "optimizer=sgd",
+        "optimizer.lr=1e6,0.05",
+        "trainer.limit_train_batches=25",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*/"))
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
@@ -116,7 +141,11 @@ def test_two_runs_started_together_never_share_a_directory(tmp_path):
 
     env = {**os.environ, "LIGHTDL_OUTPUTS": str(tmp_path / "outputs"), "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-m", "lightdl", *TINY, "test=false"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert len(list((tmp_path / "outputs").glob("*/*/summary.json"))) == 2

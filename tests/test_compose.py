@@ -12,8 +12,21 @@ CASES = [(g, o) for g in group_names() for o in options(g) if g not in ("paths",
 
 
 def test_groups_are_the_designed_ones():
-    expected = {"data", "preprocess", "model", "activation", "loss", "optimizer", "scheduler",
-                "init", "regularizer", "trainer", "callbacks", "logger", "experiment"}
+    expected = {
+        "data",
+        "preprocess",
+        "model",
+        "activation",
+        "loss",
+        "optimizer",
+        "scheduler",
+        "init",
+        "regularizer",
+        "trainer",
+        "callbacks",
+        "logger",
+        "experiment",
+    }
     assert expected <= set(group_names())
 
 

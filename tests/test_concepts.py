@@ -59,8 +59,13 @@ def test_clip_norm_bounds_the_gradient_norm(tmp_path):
     args = ("optimizer=sgd", f"optimizer.lr={lr}", "init=normal", "init.std=0.5")
     free, clipped = UpdateNorm(lr), UpdateNorm(lr)
     _fit(tmp_path, *args, callbacks=[free])
-    _fit(tmp_path, *args, "regularizer=clip_norm", "regularizer.clip_norm.max_norm=0.5",
-         callbacks=[clipped])
+    _fit(
+        tmp_path,
+        *args,
+        "regularizer=clip_norm",
+        "regularizer.clip_norm.max_norm=0.5",
+        callbacks=[clipped],
+    )
     assert max(free.norms) > 1.0
     assert max(clipped.norms) <= 0.5 * (1 + 1e-4)
 
@@ -134,7 +139,9 @@ def test_activation_shapes_its_output(tmp_path, option, check):
 
 
 def test_leaky_relu_slope_is_alpha(tmp_path):
-    layer = instantiate(make_cfg(tmp_path, "activation=leaky_relu", "activation.alpha=0.2").activation)()
+    layer = instantiate(
+        make_cfg(tmp_path, "activation=leaky_relu", "activation.alpha=0.2").activation
+    )()
     assert float(layer(torch.tensor([-10.0]))) == pytest.approx(-2.0)
 
 

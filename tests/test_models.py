@@ -15,8 +15,9 @@ from lightdl.paths import options
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("data", ["digits", "moons"])
 def test_model_learns(tmp_path, model, data):
-    cfg = make_cfg(tmp_path, f"model={model}", f"data={data}", "optimizer=adam",
-                   "optimizer.lr=0.01")
+    cfg = make_cfg(
+        tmp_path, f"model={model}", f"data={data}", "optimizer=adam", "optimizer.lr=0.01"
+    )
     torch.manual_seed(0)
     datamodule = build.build_datamodule(cfg)
     net = build.build_net(cfg, datamodule.spec, [])

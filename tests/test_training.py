@@ -18,17 +18,24 @@ def test_digits_trains_above_90_percent(tmp_path):
     result = train(make_cfg(tmp_path, "trainer.max_epochs=5", "test=true"), tmp_path / "run")
     assert result["status"] == "completed"
     assert result["metrics"]["val/acc"] > 0.9 and result["metrics"]["test/acc"] > 0.9
-    assert result["epochs"] == 5 and result["trainable_params"] == 64 * 256 + 256 + 256 * 128 + 128 + 1290
+    assert (
+        result["epochs"] == 5
+        and result["trainable_params"] == 64 * 256 + 256 + 256 * 128 + 128 + 1290
+    )
     assert result["best"]["metric"] == "val/loss" and 0 <= result["best"]["epoch"] < 5
     run = tmp_path / "run"
-    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (
+        run / "checkpoints" / "last.ckpt"
+    ).is_file()
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "test/acc"} <= set(header)
 
 
 def test_huge_learning_rate_diverges_and_names_the_step(tmp_path):
-    result = train(make_cfg(tmp_path, "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=3"),
-                   tmp_path / "run")
+    result = train(
+        make_cfg(tmp_path, "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=3"),
+        tmp_path / "run",
+    )
     assert result["status"] == "diverged"
     assert result["diverged"]["step"] >= 0 and "non-finite at step" in result["reason"]
     assert result["epochs"] <= 1
@@ -49,8 +56,12 @@ def test_nan_guard_reports_the_exact_first_bad_step():
 
 
 def test_early_stopping_stops_before_max_epochs(tmp_path):
-    cfg = make_cfg(tmp_path, "trainer.max_epochs=30", "callbacks.early_stopping.patience=1",
-                   "callbacks.early_stopping.min_delta=10")
+    cfg = make_cfg(
+        tmp_path,
+        "trainer.max_epochs=30",
+        "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=10",
+    )
     result = train(cfg, tmp_path / "run")
     assert result["status"] == "stopped_early" and result["epochs"] == 2
 
@@ -59,16 +70,22 @@ def test_unknown_monitor_is_caught_before_training(tmp_path):
     with pytest.raises(ConfigError, match="never logged"):
         train(make_cfg(tmp_path, "callbacks.checkpoint.monitor=val/accuracy"), tmp_path / "run")
     with pytest.raises(ConfigError, match="scheduler.monitor"):
-        train(make_cfg(tmp_path, "scheduler=plateau", "scheduler.monitor=valid/loss"),
-              tmp_path / "run")
+        train(
+            make_cfg(tmp_path, "scheduler=plateau", "scheduler.monitor=valid/loss"),
+            tmp_path / "run",
+        )
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_resume_continues_epochs_and_optimizer_state(tmp_path):
     first = train(make_cfg(tmp_path, "trainer.max_epochs=2"), tmp_path / "run")
     steps_per_epoch = first["global_steps"] // 2
-    cfg = make_cfg(tmp_path, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'run'}",
-                   f"paths.run_dir={tmp_path / 'resumed'}")
+    cfg = make_cfg(
+        tmp_path,
+        "trainer.max_epochs=4",
+        f"ckpt_path={tmp_path / 'run'}",
+        f"paths.run_dir={tmp_path / 'resumed'}",
+    )
     resumed = train(cfg, tmp_path / "resumed")
     assert resumed["epochs"] == 4 and resumed["global_steps"] == 4 * steps_per_epoch
     state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
@@ -79,22 +96,35 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path):
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_presets_run_with_tiny_limits(tmp_path, name):
-    cfg = make_cfg(tmp_path, f"experiment={name}", "trainer.max_epochs=1",
-                   "trainer.limit_train_batches=3", "trainer.limit_val_batches=1")
+    cfg = make_cfg(
+        tmp_path,
+        f"experiment={name}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+    )
     assert train(cfg, tmp_path / "run")["status"] == "completed"
 
 
 @pytest.mark.parametrize("scheduler", options("scheduler"))
 def test_every_scheduler_trains(tmp_path, scheduler):
-    cfg = make_cfg(tmp_path, f"scheduler={scheduler}", "trainer.max_epochs=2",
-                   "trainer.limit_train_batches=3")
+    cfg = make_cfg(
+        tmp_path, f"scheduler={scheduler}", "trainer.max_epochs=2", "trainer.limit_train_batches=3"
+    )
     assert train(cfg, tmp_path / "run")["status"] == "completed"
 
 
 def test_exponential_decay_follows_the_formula(tmp_path):
-    cfg = make_cfg(tmp_path, "scheduler=exponential", "scheduler.decay_rate=0.5",
-                   "scheduler.decay_steps=10", "optimizer=sgd", "optimizer.lr=0.1",
-                   "trainer.max_epochs=1", "trainer.limit_train_batches=20")
+    cfg = make_cfg(
+        tmp_path,
+        "scheduler=exponential",
+        "scheduler.decay_rate=0.5",
+        "scheduler.decay_steps=10",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20",
+    )
     result = train(cfg, tmp_path / "run")
     assert math.isclose(result["metrics"]["lr"], 0.1 * 0.5 ** (20 / 10), rel_tol=1e-6)
 

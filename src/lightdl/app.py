@@ -45,7 +45,9 @@ def run_cli() -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"lightdl: error: {type(exc).__name__}: {exc} (LIGHTDL_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"lightdl: error: {type(exc).__name__}: {exc} (LIGHTDL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return sweep_table.exit_code

@@ -98,8 +98,13 @@ def monitored(cfg: DictConfig, callbacks: dict[str, L.Callback]) -> dict[str, st
     return found
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list,
-                  regularizers: list[Regularizer], run_dir: Path) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig,
+    callbacks: list[L.Callback],
+    loggers: list,
+    regularizers: list[Regularizer],
+    run_dir: Path,
+) -> L.Trainer:
     from lightdl.callbacks.progress import progress_bar
 
     kwargs: dict[str, Any] = {}
@@ -107,5 +112,11 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list,
         kwargs.update(regularizer.trainer_kwargs())
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
-    return make(cfg, "trainer", callbacks=callbacks, logger=loggers or False,
-                default_root_dir=str(run_dir), **kwargs)
+    return make(
+        cfg,
+        "trainer",
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        **kwargs,
+    )

@@ -51,7 +51,9 @@ def describe_composition_error(exc: BaseException, args: list[str]) -> str:
         listing = f" Valid keys of '{parent or 'the config'}': {', '.join(valid)}." if valid else ""
         group, _, option = parent.partition(".")
         if not valid and group in group_names() and option in options(group):
-            listing = f" Option '{option}' of group '{group}' is not selected: add {group}={option}."
+            listing = (
+                f" Option '{option}' of group '{group}' is not selected: add {group}={option}."
+            )
         return f"unknown key '{key}'.{hint}{listing}"
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -94,7 +96,11 @@ def _parameters(target: str | None) -> list[str]:
         from hydra.utils import get_object
 
         found = inspect.signature(get_object(target)).parameters.values()
-        return [p.name for p in found if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                and p.name not in ("self", "params", "optimizer", "spec", "activation")]
+        return [
+            p.name
+            for p in found
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("self", "params", "optimizer", "spec", "activation")
+        ]
     except (ValueError, TypeError, ImportError, AttributeError):
         return []

@@ -16,8 +16,11 @@ from lightdl.artifacts import git_commit, versions, write_json
 from lightdl.errors import ConfigError, DataError
 
 log = logging.getLogger("lightdl")
-QUIET = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-         "lightning.fabric.utilities.seed")
+QUIET = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -52,8 +55,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         code = EXIT_FAILED
         if os.environ.get("LIGHTDL_DEBUG") == "1" or multirun:
             log.exception("job failed")
-        print(f"lightdl: error: {summary['error']} (LIGHTDL_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"lightdl: error: {summary['error']} (LIGHTDL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
     finally:
         from lightdl.loggers import finish_wandb
 

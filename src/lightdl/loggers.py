@@ -69,8 +69,11 @@ def finish_wandb(summary: dict[str, Any] | None = None, run_dir: Path | None = N
         return
     if summary is not None:
         wandb.run.summary.update(
-            {"status": summary.get("status"), "epochs": summary.get("epochs"),
-             **summary.get("metrics", {})}
+            {
+                "status": summary.get("status"),
+                "epochs": summary.get("epochs"),
+                **summary.get("metrics", {}),
+            }
         )
     if run_dir is not None:
         for name in ("summary.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):

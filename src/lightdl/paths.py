@@ -11,7 +11,9 @@ def conf_dir() -> Path:
     for candidate in (here / "conf", here.parents[1] / "conf"):
         if (candidate / "config.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"lightdl's conf/ folder was not found next to {here} or in the checkout.")
+    raise FileNotFoundError(
+        f"lightdl's conf/ folder was not found next to {here} or in the checkout."
+    )
 
 
 def group_names() -> list[str]:

@@ -51,4 +51,3 @@ class ClipNorm(Regularizer):
 
     def trainer_kwargs(self) -> dict[str, Any]:
         return {"gradient_clip_val": self.max_norm, "gradient_clip_algorithm": "norm"}
-

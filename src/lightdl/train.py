@@ -46,8 +46,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
 
     history = History(cfg.monitor, cfg.mode)
     loggers = build_loggers(cfg, run_dir, group)
-    trainer = build.build_trainer(cfg, [*callbacks.values(), history], loggers, regularizers,
-                                  run_dir)
+    trainer = build.build_trainer(
+        cfg, [*callbacks.values(), history], loggers, regularizers, run_dir
+    )
     trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path))
 
     guard = next((c for c in callbacks.values() if isinstance(c, NanGuard)), None)
@@ -57,14 +58,18 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     if guard is not None and guard.diverged is not None:
         result.update(status="diverged", reason=guard.message(), diverged=guard.diverged)
     elif stopper is not None and stopper.stopped_epoch > 0:
-        result.update(status="stopped_early",
-                      reason=f"{stopper.monitor} did not improve for {stopper.patience} epochs")
+        result.update(
+            status="stopped_early",
+            reason=f"{stopper.monitor} did not improve for {stopper.patience} epochs",
+        )
     if cfg.test and result["status"] != "diverged":
         best = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     result.update(
-        metrics={**history.last(),
-                 **{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}},
+        metrics={
+            **history.last(),
+            **{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        },
         best=history.best(),
         epochs=trainer.current_epoch,
         global_steps=trainer.global_step,

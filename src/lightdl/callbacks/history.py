@@ -15,8 +15,11 @@ class History(L.Callback):
         self.epochs: list[dict[str, float]] = []
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        row = {key: float(value) for key, value in trainer.callback_metrics.items()
-               if getattr(value, "numel", lambda: 1)() == 1}
+        row = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if getattr(value, "numel", lambda: 1)() == 1
+        }
         row["epoch"] = trainer.current_epoch
         self.epochs.append(row)
 

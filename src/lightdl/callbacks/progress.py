@@ -35,8 +35,10 @@ class EpochLines(ProgressBar):
             if key in metrics
         )
         elapsed = time.perf_counter() - self._start
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({elapsed:.1f}s)",
-              flush=True)
+        print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({elapsed:.1f}s)",
+            flush=True,
+        )
 
 
 def progress_bar() -> ProgressBar:

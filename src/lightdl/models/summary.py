@@ -42,10 +42,19 @@ def summarize(model: nn.Module, example: torch.Tensor) -> str:
             handle.remove()
     width = max([len(r[0]) for r in rows] + [24]) + 2
     rule = "=" * (width + 36)
-    lines = [f'Model: "{type(model).__name__}"', rule,
-             f"{'Layer (type)':<{width}}{'Output Shape':<24}{'Param #':>12}", rule]
+    lines = [
+        f'Model: "{type(model).__name__}"',
+        rule,
+        f"{'Layer (type)':<{width}}{'Output Shape':<24}{'Param #':>12}",
+        rule,
+    ]
     lines += [f"{name:<{width}}{shape:<24}{params:>12,}" for name, shape, params in rows]
     total, trainable = count_params(model, False), count_params(model)
-    lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-              f"Non-trainable params: {total - trainable:,}", "_" * (width + 36)]
+    lines += [
+        rule,
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+        "_" * (width + 36),
+    ]
     return "\n".join(lines)

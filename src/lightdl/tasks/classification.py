@@ -78,7 +78,10 @@ class ClassificationTask(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        config = {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}
+        config = {
+            "scheduler": self.scheduler_factory(optimizer),
+            "interval": self.scheduler_interval,
+        }
         if self.scheduler_monitor:
             config["monitor"] = self.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
