@@ -1,0 +1,51 @@
+"""Mini-batches as slices of in-memory tensors: no per-sample __getitem__, no collate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+
+class TensorBatches:
+    """An iterable of (x, y) mini-batches over tensors already in memory.
+
+    Shuffled batches are index slices of one random permutation per epoch; the permutation is
+    seeded from `seed` and the epoch number, so runs (and resumed runs) see the same order.
+    Unshuffled batches are views, with no copy at all.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch_fn = epoch_fn
+        self._epochs_started = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = len(self.x), self.batch_size
+        if not self.shuffle:
+            for start in range(0, n, bs):
+                yield self.x[start : start + bs], self.y[start : start + bs]
+            return
+        epoch = self.epoch_fn() if self.epoch_fn else self._epochs_started
+        self._epochs_started += 1
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=generator).to(self.x.device)
+        for start in range(0, n, bs):
+            index = order[start : start + bs]
+            yield self.x.index_select(0, index), self.y.index_select(0, index)

@@ -1,0 +1,56 @@
+"""Slow end-to-end checks on real Fashion-MNIST and on an installed wheel (`pytest -m slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+needs_fmnist = pytest.mark.skipif(not FMNIST.is_file(), reason="dataset-fashion-mnist not installed")
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads(next(folder.glob("outputs/*/*/summary.json")).read_text())
+
+
+@needs_fmnist
+@pytest.mark.parametrize("args", [[], ["model=lstm", "optimizer=adam"]], ids=["mlp", "lstm"])
+def test_one_epoch_on_fashion_mnist_reaches_80_percent(tmp_path, args):
+    done = run_cli(*args, "trainer.max_epochs=1", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _summary(tmp_path)["metrics"]["test/acc"] >= 0.80
+
+
+def test_wheel_ships_the_configs_and_runs_from_another_directory(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)
+    wheel = next(dist.glob("lightdl-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # dependencies come from this environment (a .pth line), lightdl itself only from the wheel
+    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    import sysconfig
+
+    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+                   check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    located = subprocess.run([str(python), "-c", "import lightdl.paths as p; print(p.conf_dir())"],
+                             cwd=elsewhere, capture_output=True, text=True, check=True)
+    assert str(venv) in located.stdout, located.stdout
+    done = subprocess.run([str(python), "-m", "lightdl", "data=digits", "trainer.max_epochs=1"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _summary(elsewhere)["status"] == "completed"
