@@ -54,3 +54,12 @@ def test_wheel_ships_the_configs_and_runs_from_another_directory(tmp_path):
                                "WANDB_MODE": "offline"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert _summary(elsewhere)["status"] == "completed"
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    done = run_cli("-m", "hydra/launcher=joblib", "data=digits", "trainer.max_epochs=1",
+                   "optimizer=sgd,adam", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/multirun/*/*/*/summary.json")]
+    assert sorted(s["status"] for s in summaries) == ["completed", "completed"]
+    assert (next(tmp_path.glob("outputs/multirun/*/*/")) / "summary.csv").is_file()

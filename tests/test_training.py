@@ -132,3 +132,14 @@ def test_exponential_decay_follows_the_formula(tmp_path):
 def test_mse_loss_trains(tmp_path):
     result = train(make_cfg(tmp_path, "loss=mse", "trainer.max_epochs=3"), tmp_path / "run")
     assert result["metrics"]["val/acc"] > 0.5
+
+
+def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path, capsys):
+    from lightdl.callbacks.progress import EpochLines, progress_bar
+
+    assert isinstance(progress_bar(), EpochLines)  # pytest captures stdout: not a terminal
+    cfg = make_cfg(tmp_path, "trainer.max_epochs=2", "trainer.enable_progress_bar=true")
+    train(cfg, tmp_path / "run")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("val/acc=" in line for line in lines)
