@@ -12,7 +12,9 @@ from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-needs_fmnist = pytest.mark.skipif(not FMNIST.is_file(), reason="dataset-fashion-mnist not installed")
+needs_fmnist = pytest.mark.skipif(
+    not FMNIST.is_file(), reason="dataset-fashion-mnist not installed"
+)
 
 
 def _summary(folder: Path) -> dict:
@@ -29,37 +31,65 @@ def test_one_epoch_on_fashion_mnist_reaches_80_percent(tmp_path, args):
 
 def test_wheel_ships_the_configs_and_runs_from_another_directory(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(dist.glob("lightdl-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     # dependencies come from this environment (a .pth line), lightdl itself only from the wheel
-    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     import sysconfig
 
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    located = subprocess.run([str(python), "-c", "import lightdl.paths as p; print(p.conf_dir())"],
-                             cwd=elsewhere, capture_output=True, text=True, check=True)
+    located = subprocess.run(
+        [str(python), "-c", "import lightdl.paths as p; print(p.conf_dir())"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(venv) in located.stdout, located.stdout
-    done = subprocess.run([str(python), "-m", "lightdl", "data=digits", "trainer.max_epochs=1"],
-                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                               "WANDB_MODE": "offline"})
+    done = subprocess.run(
+        [str(python), "-m", "lightdl", "data=digits", "trainer.max_epochs=1"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_MODE": "offline"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert _summary(elsewhere)["status"] == "completed"
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
-    done = run_cli("-m", "hydra/launcher=joblib", "data=digits", "trainer.max_epochs=1",
-                   "optimizer=sgd,adam", cwd=tmp_path, timeout=600)
+    done = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "data=digits",
+        "trainer.max_epochs=1",
+        "optimizer=sgd,adam",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    summaries = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/multirun/*/*/*/summary.json")]
+    summaries = [
+        json.loads(p.read_text()) for p in tmp_path.glob("outputs/multirun/*/*/*/summary.json")
+    ]
     assert sorted(s["status"] for s in summaries) == ["completed", "completed"]
     assert (next(tmp_path.glob("outputs/multirun/*/*/")) / "summary.csv").is_file()

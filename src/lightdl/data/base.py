@@ -66,7 +66,9 @@ class InMemoryDataModule(L.LightningDataModule):
     def spec(self) -> DataSpec:
         self.setup()
         x = self.splits["train"][0]
-        return DataSpec(input_shape=tuple(x.shape[1:]), num_classes=self.num_classes, kind=self.kind)
+        return DataSpec(
+            input_shape=tuple(x.shape[1:]), num_classes=self.num_classes, kind=self.kind
+        )
 
     def example_input(self, n: int = 2) -> torch.Tensor:
         self.setup()
@@ -78,8 +80,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         x, y = self.splits["train"]
-        return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.split_seed,
-                             epoch_fn=self._epoch)
+        return TensorBatches(
+            x, y, self.batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch
+        )
 
     def val_dataloader(self) -> TensorBatches:
         return TensorBatches(*self.splits["val"], self.eval_batch_size)

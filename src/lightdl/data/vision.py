@@ -30,8 +30,15 @@ class IDXImages(InMemoryDataModule):
         self.cache_dir = cache_dir
 
     def load(self) -> dict[str, Split]:
-        paths = locate(self.title, self.files, self.data_dir, self.system_dirs, self.cache_dir,
-                       self.mirrors, self.hint)
+        paths = locate(
+            self.title,
+            self.files,
+            self.data_dir,
+            self.system_dirs,
+            self.cache_dir,
+            self.mirrors,
+            self.hint,
+        )
         return {
             "train": (_images(read_idx(paths[_TRAIN_X])), _labels(read_idx(paths[_TRAIN_Y]))),
             "test": (_images(read_idx(paths[_TEST_X])), _labels(read_idx(paths[_TEST_Y]))),
