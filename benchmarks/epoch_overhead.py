@@ -38,6 +38,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import shutil
 import statistics
 import tempfile
 import time
@@ -95,7 +96,9 @@ def compose_cfg(run_dir: Path, epochs: int, batch_size: int, data_dir: str, seed
         return compose("config", overrides=overrides)
 
 
-def run_lightdl(cfg, run_dir: Path, progress: str = "auto") -> tuple[list[float], list[float], dict]:
+def run_lightdl(
+    cfg, run_dir: Path, progress: str = "auto"
+) -> tuple[list[float], list[float], dict]:
     """lightdl.train.train(cfg, run_dir) with EpochClock added to the Trainer's callbacks."""
     from lightdl import build
     from lightdl.callbacks import progress as progress_mod
@@ -129,14 +132,17 @@ def run_lightdl(cfg, run_dir: Path, progress: str = "auto") -> tuple[list[float]
 def plain_net(input_dim: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(input_dim, 256), nn.ReLU(),
-        nn.Linear(256, 128), nn.ReLU(),
+        nn.Linear(input_dim, 256),
+        nn.ReLU(),
+        nn.Linear(256, 128),
+        nn.ReLU(),
         nn.Linear(128, num_classes),
     )
 
 
-def run_plain(datamodule, epochs: int, batch_size: int, lr: float, seed: int,
-              device: torch.device) -> tuple[list[float], list[float], dict]:
+def run_plain(
+    datamodule, epochs: int, batch_size: int, lr: float, seed: int, device: torch.device
+) -> tuple[list[float], list[float], dict]:
     """The fairest fast plain loop over the same in-memory tensors."""
     x_train, y_train = (t.to(device) for t in datamodule.splits["train"])
     x_val, y_val = (t.to(device) for t in datamodule.splits["val"])
@@ -176,8 +182,12 @@ def run_plain(datamodule, epochs: int, batch_size: int, lr: float, seed: int,
                 logits = model(xb)
                 val_loss += loss_fn(logits, yb) * len(yb)
                 val_correct += (logits.argmax(1) == yb).sum()
-        last = {"train/loss": loss_sum.item() / n, "train/acc": correct.item() / n,
-                "val/loss": val_loss.item() / n_val, "val/acc": val_correct.item() / n_val}
+        last = {
+            "train/loss": loss_sum.item() / n,
+            "train/acc": correct.item() / n,
+            "val/loss": val_loss.item() / n_val,
+            "val/acc": val_correct.item() / n_val,
+        }
         end = time.perf_counter()
         times.append(end - start)
         val_times.append(end - val_start)
@@ -200,16 +210,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (first is warm-up)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating (lightdl, plain) rounds; epochs pooled over rounds")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for both (default: torch's own default)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating (lightdl, plain) rounds; epochs pooled over rounds",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for both (default: torch's own default)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data-dir", default=DATA_DIR)
-    parser.add_argument("--progress", choices=("auto", "lines", "rich"), default="auto",
-                        help="lightdl's progress bar: auto = what lightdl picks (rich on a tty)")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="after timing, cProfile one more lightdl run and print the top N")
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "lines", "rich"),
+        default="auto",
+        help="lightdl's progress bar: auto = what lightdl picks (rich on a tty)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after timing, cProfile one more lightdl run and print the top N",
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
@@ -225,10 +252,14 @@ def main() -> None:
     cfg = compose_cfg(tmp / "probe", args.epochs, args.batch_size, args.data_dir, args.seed)
     datamodule = build.build_datamodule(cfg)  # the same class, files and split as train() builds
     lr = float(cfg.optimizer.lr)
-    print(f"torch {torch.__version__}, lightning {L.__version__}, threads {threads}, device {device}")
-    print(f"train {len(datamodule.splits['train'][0])} / val {len(datamodule.splits['val'][0])} "
-          f"examples, batch {args.batch_size}, eval batch {datamodule.eval_batch_size}, lr {lr}, "
-          f"same initial weights: {same_init(cfg, datamodule, args.seed)}")
+    print(
+        f"torch {torch.__version__}, lightning {L.__version__}, threads {threads}, device {device}"
+    )
+    print(
+        f"train {len(datamodule.splits['train'][0])} / val {len(datamodule.splits['val'][0])} "
+        f"examples, batch {args.batch_size}, eval batch {datamodule.eval_batch_size}, lr {lr}, "
+        f"same initial weights: {same_init(cfg, datamodule, args.seed)}"
+    )
 
     ours, theirs, ours_val, theirs_val = [], [], [], []
     for r in range(args.rounds):
@@ -239,18 +270,23 @@ def main() -> None:
             print(f"warning: lightdl ran {len(times)} epochs ({result.get('status')})")
         ours += times[1:]
         ours_val += val[1:]
-        print(f"round {r + 1} lightdl epochs: {', '.join(f'{t:.3f}' for t in times)} s  "
-              f"val/acc={result['metrics'].get('val/acc', float('nan')):.4f}")
+        print(
+            f"round {r + 1} lightdl epochs: {', '.join(f'{t:.3f}' for t in times)} s  "
+            f"val/acc={result['metrics'].get('val/acc', float('nan')):.4f}"
+        )
         if torch.get_num_threads() != threads:
             print(f"warning: thread count changed to {torch.get_num_threads()}; resetting")
             torch.set_num_threads(threads)
 
-        times, val, last = run_plain(datamodule, args.epochs, args.batch_size, lr, args.seed,
-                                     device)
+        times, val, last = run_plain(
+            datamodule, args.epochs, args.batch_size, lr, args.seed, device
+        )
         theirs += times[1:]
         theirs_val += val[1:]
-        print(f"round {r + 1} plain   epochs: {', '.join(f'{t:.3f}' for t in times)} s  "
-              f"val/acc={last['val/acc']:.4f}")
+        print(
+            f"round {r + 1} plain   epochs: {', '.join(f'{t:.3f}' for t in times)} s  "
+            f"val/acc={last['val/acc']:.4f}"
+        )
 
     a, b = statistics.median(ours), statistics.median(theirs)
     steps = -(-len(datamodule.splits["train"][0]) // args.batch_size)
@@ -274,6 +310,8 @@ def main() -> None:
         print(out.getvalue())
         stats.dump_stats(str(tmp / "lightdl.prof"))
         print(f"full profile: {tmp / 'lightdl.prof'}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)  # run directories: checkpoints, metrics.csv
 
 
 if __name__ == "__main__":
