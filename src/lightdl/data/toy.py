@@ -39,24 +39,8 @@ class Digits(_HeldOut):
         return (digits.images / 16.0)[:, None, :, :], digits.target
 
 
-class Moons(_HeldOut):
-    """Two interleaving half-circles in 2-D (scikit-learn's make_moons)."""
-
-    num_classes = 2
-    kind = "vector"
-
-    def __init__(self, n_samples: int = 2000, noise: float = 0.15, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.n_samples, self.noise = n_samples, noise
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        from sklearn.datasets import make_moons
-
-        return make_moons(self.n_samples, noise=self.noise, random_state=self.split_seed)
-
-
-class XOR(_HeldOut):
-    """Points uniform in [-1, 1]^2, class 1 where x1*x2 > 0, with Gaussian jitter on the inputs."""
+class _Sampled2D(_HeldOut):
+    """A generated 2-D, 2-class problem: n_samples points with `noise` jitter."""
 
     num_classes = 2
     kind = "vector"
@@ -64,6 +48,19 @@ class XOR(_HeldOut):
     def __init__(self, n_samples: int = 2000, noise: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n_samples, self.noise = n_samples, noise
+
+
+class Moons(_Sampled2D):
+    """Two interleaving half-circles in 2-D (scikit-learn's make_moons)."""
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.datasets import make_moons
+
+        return make_moons(self.n_samples, noise=self.noise, random_state=self.split_seed)
+
+
+class XOR(_Sampled2D):
+    """Points uniform in [-1, 1]^2, class 1 where x1*x2 > 0, with Gaussian jitter on the inputs."""
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.split_seed)
