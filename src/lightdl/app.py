@@ -19,7 +19,7 @@ def run_cli() -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from lightdl import sweep_table
-    from lightdl.errors import ConfigError, describe_composition_error
+    from lightdl.errors import describe_composition_error
 
     debug = os.environ.get("LIGHTDL_DEBUG") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, we word them ourselves
@@ -36,11 +36,6 @@ def run_cli() -> int:
         if debug:
             raise
         print(f"lightdl: error: {describe_composition_error(exc, sys.argv[1:])}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigError as exc:
-        if debug:
-            raise
-        print(f"lightdl: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:
         if debug:

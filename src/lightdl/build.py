@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError | ValueError):
             raise ConfigError(f"{key}: {cause}") from exc
         raise
-
-
-@dataclass
-class Built:
-    datamodule: L.LightningDataModule
-    net: Any
-    task: L.LightningModule
-    callbacks: dict[str, L.Callback] = field(default_factory=dict)
-    regularizers: list[Regularizer] = field(default_factory=list)
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 
-from lightdl.paths import describe, group_names, options
+from lightdl.paths import defaults, describe, group_names, options
 
 USAGE = """\
 lightdl: train any composition of config groups with PyTorch Lightning.
@@ -29,29 +29,17 @@ Set LIGHTDL_DEBUG=1 to see tracebacks.
 def help_text() -> str:
     width = min(shutil.get_terminal_size((100, 20)).columns, 120)
     lines = [USAGE, "Config groups (== marks the default):"]
-    defaults = _defaults()
+    default_options = defaults()
     for group in group_names():
         lines.append(f"\n  {group}")
         for option in options(group):
-            mark = "==" if option in defaults.get(group, ()) else "  "
+            mark = "==" if option in default_options.get(group, ()) else "  "
             head = f"    {mark} {option:<18}"
             desc = describe(group, option)
             wrapped = textwrap.wrap(desc, width=max(width - len(head), 30)) or [""]
             lines.append(head + wrapped[0])
             lines.extend(" " * len(head) + rest for rest in wrapped[1:])
     return "\n".join(lines) + "\n"
-
-
-def _defaults() -> dict[str, tuple[str, ...]]:
-    from lightdl.paths import conf_dir
-
-    found: dict[str, tuple[str, ...]] = {}
-    for line in (conf_dir() / "config.yaml").read_text().splitlines():
-        line = line.strip()
-        if line.startswith("- ") and ":" in line:
-            name, value = (s.strip() for s in line[2:].split(":", 1))
-            found[name] = tuple(v.strip() for v in value.strip("[]").split(","))
-    return found
 
 
 def print_help() -> None:

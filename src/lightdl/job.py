@@ -16,11 +16,6 @@ from lightdl.artifacts import git_commit, versions, write_json
 from lightdl.errors import ConfigError, DataError
 
 log = logging.getLogger("lightdl")
-QUIET = (
-    "lightning.pytorch.utilities.rank_zero",
-    "lightning.pytorch.accelerators.cuda",
-    "lightning.fabric.utilities.seed",
-)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -86,8 +81,3 @@ def _report(summary: dict[str, Any], run_dir: Path) -> None:
     if shown:
         print(shown)
     print(f"run dir: {run_dir}", flush=True)
-
-
-def quiet_lightning() -> None:
-    for name in QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)

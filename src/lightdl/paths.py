@@ -16,16 +16,20 @@ def conf_dir() -> Path:
     )
 
 
-def group_names() -> list[str]:
-    """Config groups in the order config.yaml lists them (Hydra's own `hydra` group left out)."""
-    names = []
+def defaults() -> dict[str, tuple[str, ...]]:
+    """Group -> default option(s), in the order config.yaml's defaults list gives them."""
+    found: dict[str, tuple[str, ...]] = {}
     for line in (conf_dir() / "config.yaml").read_text().splitlines():
         line = line.strip()
         if line.startswith("- ") and ":" in line:
-            name = line[2:].split(":", 1)[0].strip()
-            if name not in ("hydra", "_self_"):
-                names.append(name)
-    return names
+            name, value = (part.strip() for part in line[2:].split(":", 1))
+            found[name] = tuple(v.strip() for v in value.strip("[]").split(","))
+    return found
+
+
+def group_names() -> list[str]:
+    """Config groups in the order config.yaml lists them (Hydra's own `hydra` group left out)."""
+    return [name for name in defaults() if name != "hydra"]
 
 
 def options(group: str) -> list[str]:

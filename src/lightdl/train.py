@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,11 @@ from omegaconf import DictConfig
 
 from lightdl.validate import validate
 
+QUIET = (  # Lightning loggers that print GPU/TPU availability and product tips on every run
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+)
 NOISE = (  # Lightning warnings that do not apply to lightdl's run directories and in-memory batches
     ".*does not have many workers.*",
     ".*exists and is not empty.*",
@@ -26,12 +32,12 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     from lightdl import build
     from lightdl.callbacks.history import History
     from lightdl.callbacks.nan_guard import NanGuard
-    from lightdl.job import quiet_lightning
     from lightdl.loggers import build_loggers
     from lightdl.models.summary import count_params, summarize
     from lightdl.validate import check_monitors
 
-    quiet_lightning()
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
     for noise in NOISE:
         warnings.filterwarnings("ignore", noise)
     L.seed_everything(cfg.seed, verbose=False)
