@@ -57,3 +57,20 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
         text=True,
         timeout=timeout,
     )
+
+
+def fit_net(tmp_path: Path, *overrides: str, callbacks=(), epochs: int = 3):
+    """Train the composed config (digits, MLP by default) with a real Trainer; returns (net, trainer)."""
+    import lightning as L
+
+    from lightdl import build
+
+    cfg = make_cfg(tmp_path, f"trainer.max_epochs={epochs}", *overrides)
+    datamodule = build.build_datamodule(cfg)
+    regularizers = build.build_regularizers(cfg)
+    L.seed_everything(0, verbose=False)
+    net = build.build_net(cfg, datamodule.spec, regularizers)
+    task = build.build_task(cfg, net, datamodule.spec, regularizers)
+    trainer = build.build_trainer(cfg, list(callbacks), [], regularizers, tmp_path)
+    trainer.fit(task, datamodule=datamodule)
+    return net, trainer

@@ -49,16 +49,79 @@ def build_regularizers(cfg: DictConfig) -> list[Regularizer]:
     return [make(cfg.regularizer, name) for name in (cfg.regularizer or {})]
 
 
+def _merged(
+    regularizers: list[Regularizer], hook: str, cfg: DictConfig
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Union of the regularizers' `hook()` dicts, and which option set each key.
+
+    Two options that set the same key (clip_norm and clip_value) cannot be combined.
+    """
+    merged: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    names = list(cfg.regularizer or {})
+    for name, regularizer in zip(names, regularizers, strict=True):
+        for key, value in getattr(regularizer, hook)().items():
+            if key in merged:
+                raise ConfigError(
+                    f"regularizer=[{owner[key]},{name}] cannot be combined: both set {key}; "
+                    "choose one."
+                )
+            merged[key], owner[key] = value, name
+    return merged, owner
+
+
+def _accepted(target: str) -> set[str]:
+    """Keyword names the class or function `target` names in its signature.
+
+    A bare **kwargs does not count: nn.Module's own __init__ has one and accepts nothing through it.
+    """
+    from hydra.utils import get_object
+
+    params = inspect.signature(get_object(target)).parameters.values()
+    return {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+
+
+def _check_accepted(target: str, kwargs: dict, owner: dict[str, str], why: str) -> None:
+    """Each regularizer-supplied keyword must be one `target` accepts."""
+    accepted = _accepted(target)
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(
+                f"regularizer={owner[key]} does not apply to {target.rsplit('.', 1)[-1]}: {why} {key}."
+            )
+
+
 def build_net(cfg: DictConfig, spec, regularizers: list[Regularizer]):
-    model_kwargs: dict[str, Any] = {}
-    for regularizer in regularizers:
-        model_kwargs.update(regularizer.model_kwargs())
-    net = make(cfg, "model", spec=spec, activation=make(cfg, "activation"), **model_kwargs)
+    model_kwargs, owner = _merged(regularizers, "model_kwargs", cfg)
+    _check_accepted(cfg.model._target_, model_kwargs, owner, "that model has no place for")
+    activation = make(cfg, "activation")
+    if not getattr(activation(), "differentiable", True) and cfg.model.get("rule") != "perceptron":
+        raise ConfigError(
+            "activation=step has zero gradient almost everywhere, so backpropagation cannot "
+            "train through it; use it with model=perceptron model.rule=perceptron."
+        )
+    net = make(cfg, "model", spec=spec, activation=activation, **model_kwargs)
     make(cfg, "init")(net)
     return net
 
 
-def build_task(cfg: DictConfig, net, spec, regularizers: list[Regularizer]) -> L.LightningModule:
+def build_loss(cfg: DictConfig, net, regularizers: list[Regularizer]):
+    """The `loss` group's loss, with regularizers' settings (label smoothing); or the model's rule."""
+    loss_kwargs, owner = _merged(regularizers, "loss_kwargs", cfg)
+    if getattr(net, "rule", None) == "perceptron":
+        if loss_kwargs:
+            raise ConfigError(
+                f"model.rule=perceptron has its own criterion: it takes no {', '.join(loss_kwargs)}."
+            )
+        return net.rule_loss
+    _check_accepted(cfg.loss._target_, loss_kwargs, owner, "that loss does not support")
+    return make(cfg, "loss", **loss_kwargs) if loss_kwargs else make(cfg, "loss")
+
+
+def build_task(
+    cfg: DictConfig, net, spec, regularizers: list[Regularizer], lr_scale: float = 1.0
+) -> L.LightningModule:
+    """The LightningModule. `lr_scale` multiplies optimizer.lr (data.scale_lr_with_batch)."""
     from lightdl.tasks.classification import ClassificationTask
 
     scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.scheduler else {}
@@ -67,14 +130,20 @@ def build_task(cfg: DictConfig, net, spec, regularizers: list[Regularizer]) -> L
     scheduler = instantiate(scheduler_cfg) if scheduler_cfg else None
     return ClassificationTask(
         net=net,
-        loss_fn=make(cfg, "loss"),
+        loss_fn=build_loss(cfg, net, regularizers),
         num_classes=spec.num_classes,
-        optimizer=make(cfg, "optimizer"),
+        optimizer=_scaled(make(cfg, "optimizer"), lr_scale),
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
         regularizers=regularizers,
     )
+
+
+def _scaled(optimizer: functools.partial, lr_scale: float) -> functools.partial:
+    if lr_scale == 1.0:
+        return optimizer
+    return functools.partial(optimizer, lr=optimizer.keywords["lr"] * lr_scale)
 
 
 def monitored(cfg: DictConfig, callbacks: dict[str, L.Callback]) -> dict[str, str]:
@@ -97,9 +166,7 @@ def build_trainer(
 ) -> L.Trainer:
     from lightdl.callbacks.progress import progress_bar
 
-    kwargs: dict[str, Any] = {}
-    for regularizer in regularizers:
-        kwargs.update(regularizer.trainer_kwargs())
+    kwargs, _ = _merged(regularizers, "trainer_kwargs", cfg)
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
     return make(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +13,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightdl.init import weights
-from lightdl.regularizers import Regularizer
+from lightdl.regularizers import Regularizer, overrides
 
 
 class ClassificationTask(L.LightningModule):
@@ -22,7 +24,7 @@ class ClassificationTask(L.LightningModule):
     Validation and test use torchmetrics through `self.log`: they run on few, large batches.
     """
 
-    logged_metrics = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
+    base_metrics = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
 
     def __init__(
         self,
@@ -42,13 +44,19 @@ class ClassificationTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        self.penalties = [r for r in regularizers if type(r).penalty is not Regularizer.penalty]
-        self.penalized = weights(net) if self.penalties else []
+        self.penalties = [r for r in regularizers if overrides(r, "penalty")]
+        self.input_transforms = [r for r in regularizers if overrides(r, "transform_input")]
+        self.step_hooks = [r for r in regularizers if overrides(r, "before_optimizer_step")]
+        self.penalized = weights(net) if self.penalties or self.step_hooks else []
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(2)
         )
-        # [sum of loss * batch size, correct predictions, examples] over the current epoch
-        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
+        # [sum of loss * batch size, correct predictions, examples, sum of penalty] this epoch
+        self.register_buffer("train_sums", torch.zeros(4), persistent=False)
+
+    @property
+    def logged_metrics(self) -> tuple[str, ...]:
+        return self.base_metrics + (("train/penalty",) if self.penalties else ())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -68,17 +76,24 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        for regularizer in self.input_transforms:
+            x = regularizer.transform_input(x, self.trainer)
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
+        penalty = sum(r.penalty(self.penalized) for r in self.penalties) if self.penalties else 0
         with torch.no_grad():
             self.train_sums[0] += loss.detach() * len(y)
             self.train_sums[1] += (logits.argmax(dim=-1) == y).sum()
             self.train_sums[2] += len(y)
+            if self.penalties:
+                self.train_sums[3] += penalty.detach() * len(y)
         if batch_idx + 1 == self.trainer.num_training_batches:
             self._log_train_epoch()
-        for regularizer in self.penalties:
-            loss = loss + regularizer.penalty(self.penalized)
-        return loss
+        return loss + penalty
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for regularizer in self.step_hooks:
+            regularizer.before_optimizer_step(optimizer, self.penalized)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -87,10 +102,18 @@ class ClassificationTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _log_train_epoch(self) -> None:
-        """Epoch means of the training loss and accuracy, and the learning rate of this step."""
-        loss_sum, correct, count = self.train_sums
+        """Epoch means of the training loss (without penalties), accuracy and penalty, and the lr.
+
+        train/loss is the data loss alone so runs with and without a penalty compare directly;
+        the penalty added to it for the gradient is logged as train/penalty.
+        """
+        loss_sum, correct, count, penalty_sum = self.train_sums
         self.log("train/loss", loss_sum / count, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/acc", correct / count, on_step=False, on_epoch=True, batch_size=1)
+        if self.penalties:
+            self.log(
+                "train/penalty", penalty_sum / count, on_step=False, on_epoch=True, batch_size=1
+            )
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
 
@@ -98,8 +121,15 @@ class ClassificationTask(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
+        factory = self.scheduler_factory
+        if (
+            "total_steps" in inspect.signature(factory).parameters
+        ):  # warmup_cosine, onecycle, linear
+            factory = functools.partial(
+                factory, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
         config = {
-            "scheduler": self.scheduler_factory(optimizer),
+            "scheduler": factory(optimizer),
             "interval": self.scheduler_interval,
         }
         if self.scheduler_monitor:
