@@ -127,7 +127,10 @@ def build_task(
     scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.scheduler else {}
     interval = scheduler_cfg.pop("interval", "epoch")
     monitor = scheduler_cfg.pop("monitor", None)
-    scheduler = instantiate(scheduler_cfg) if scheduler_cfg else None
+    scheduler = None
+    if scheduler_cfg:
+        cfg_without_keys = OmegaConf.create({"scheduler": scheduler_cfg})
+        scheduler = make(cfg_without_keys, "scheduler")  # argument errors now, not at fit time
     return ClassificationTask(
         net=net,
         loss_fn=build_loss(cfg, net, regularizers),
