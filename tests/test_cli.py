@@ -42,7 +42,7 @@ def test_help_lists_every_group_and_option_without_torch():
         (["model=mlpp"], "unknown option 'mlpp' for group 'model'; choose one of:"),
         (["optimizer.lrr=0.1"], "unknown key 'optimizer.lrr'. Did you mean 'optimizer.lr'?"),
         (["+optimizer.lrr=0.1"], "unknown key 'optimizer.lrr'. Did you mean 'optimizer.lr'?"),
-        (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0."),
+        (["data.batch_size=0"], "data.batch_size must be an integer >= 1 or 'full', got 0."),
         (["optimizer.lr=-1"], "optimizer.lr must be a number > 0, got -1."),
         (["regularizer=dropout", "regularizer.dropout.p=1.5"], "regularizer.dropout.p must be"),
         (["model.hidden=[64,0]"], "model.hidden must be a list of integers >= 1"),

@@ -100,6 +100,11 @@ def build_net(cfg: DictConfig, spec, regularizers: list[Regularizer]):
             "activation=step has zero gradient almost everywhere, so backpropagation cannot "
             "train through it; use it with model=perceptron model.rule=perceptron."
         )
+    if model_kwargs.get("batchnorm") and cfg.data.get("batch_size") == 1:
+        raise ConfigError(
+            "regularizer=batchnorm needs batches of more than one example (a batch's variance is "
+            "undefined for one), but data.batch_size=1."
+        )
     net = make(cfg, "model", spec=spec, activation=activation, **model_kwargs)
     make(cfg, "init")(net)
     return net

@@ -20,6 +20,7 @@ NOISE = (  # Lightning warnings that do not apply to lightdl's run directories a
     ".*does not have many workers.*",
     ".*exists and is not empty.*",
     ".*treespec, LeafSpec.*",
+    ".*smaller than the logging interval.*",  # training metrics are logged once per epoch
 )
 
 

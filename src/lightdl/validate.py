@@ -13,12 +13,38 @@ Rule = tuple[str, Callable[[Any], bool], str]
 
 RULES: list[Rule] = [
     ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
-    ("data.batch_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    (
+        "data.batch_size",
+        lambda v: v == "full" or (_integer(v) and v >= 1),
+        "an integer >= 1 or 'full'",
+    ),
     ("data.val_size", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    ("data.label_noise", lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    ("data.scale_lr_with_batch", lambda v: isinstance(v, bool), "true or false"),
+    ("data.lr_reference_batch", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("trainer.max_epochs", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("regularizer.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
     ("regularizer.l2.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("regularizer.l1.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("regularizer.elastic.l1", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("regularizer.elastic.l2", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("regularizer.weight_decay.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("regularizer.clip_norm.max_norm", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("regularizer.clip_value.max_value", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("regularizer.label_smoothing.eps", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("regularizer.input_noise.std", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    (
+        "regularizer.input_noise.decay_rate",
+        lambda v: _number(v) and 0 < v <= 1,
+        "a number in (0, 1]",
+    ),
+    ("activation.alpha", lambda v: _number(v), "a number"),
+    ("activation.k", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("init.std", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("init.gain", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("init.a", lambda v: _number(v), "a number"),
+    ("init.b", lambda v: _number(v), "a number"),
+    ("model.rule", lambda v: v in ("gradient", "perceptron"), "'gradient' or 'perceptron'"),
     ("model.hidden", lambda v: _widths(v), "a list of integers >= 1"),
     ("model.hidden_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("model.num_layers", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
@@ -40,6 +66,9 @@ def _widths(value: Any) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value that breaks a rule."""
+    init_a, init_b = OmegaConf.select(cfg, "init.a"), OmegaConf.select(cfg, "init.b")
+    if _number(init_a) and _number(init_b) and not init_a < init_b:
+        raise ConfigError(f"init.a must be below init.b, got a={init_a}, b={init_b}.")
     for key, ok, rule in RULES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:

@@ -11,6 +11,7 @@ from lightdl.data.batches import TensorBatches
 from lightdl.data.spec import DataSpec
 
 Split = tuple[torch.Tensor, torch.Tensor]
+FULL = "full"  # data.batch_size=full: the whole training split in one batch
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -18,6 +19,12 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Subclasses implement `load()` returning {"train": (x, y), "test": (x, y)} and optionally "val";
     when "val" is absent, `val_size` examples are carved from train with `split_seed`.
+
+    batch_size: an integer (1 is pure SGD), or "full" for full-batch gradient descent (one batch,
+    one optimizer step per epoch). label_noise: the fraction of training labels replaced by a
+    different random class, chosen with `split_seed`; val and test labels stay clean.
+    scale_lr_with_batch: `lr_scale` becomes train batch size / lr_reference_batch (the linear
+    scaling rule), a factor for optimizer.lr; otherwise it is 1.0.
     """
 
     num_classes: int
@@ -25,19 +32,33 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        batch_size: int = 128,
+        batch_size: int | str = 128,
         val_size: int = 0,
         split_seed: int = 0,
         eval_batch_size: int = 1024,
         preprocess: Any = None,
+        label_noise: float = 0.0,
+        scale_lr_with_batch: bool = False,
+        lr_reference_batch: int = 128,
     ) -> None:
         super().__init__()
+        if batch_size != FULL and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1 or '{FULL}', got {batch_size!r}")
+        if not 0.0 <= label_noise < 1.0:
+            raise ValueError(f"label_noise must be a fraction in [0, 1), got {label_noise!r}")
+        if lr_reference_batch < 1:
+            raise ValueError(f"lr_reference_batch must be >= 1, got {lr_reference_batch!r}")
         self.batch_size = batch_size
         self.val_size = val_size
         self.split_seed = split_seed
         self.eval_batch_size = eval_batch_size
         self.preprocess = preprocess
+        self.label_noise = label_noise
+        self.scale_lr_with_batch = scale_lr_with_batch
+        self.lr_reference_batch = lr_reference_batch
         self.splits: dict[str, Split] = {}
+        self.clean_train_labels: torch.Tensor | None = None  # set when label_noise > 0
+        self.noisy_mask: torch.Tensor | None = None  # True where a training label was replaced
 
     def load(self) -> dict[str, Split]:
         raise NotImplementedError
@@ -57,10 +78,43 @@ class InMemoryDataModule(L.LightningDataModule):
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]
             splits["train"], splits["val"] = (x[train], y[train]), (x[val], y[val])
+        if self.label_noise:
+            x, y = splits["train"]
+            splits["train"] = (x, self._corrupt(y))
         if self.preprocess is not None:
             self.preprocess.fit(splits["train"][0])
             splits = {k: (self.preprocess(x), y) for k, (x, y) in splits.items()}
         self.splits = {k: (x.contiguous(), y.contiguous()) for k, (x, y) in splits.items()}
+
+    def _corrupt(self, labels: torch.Tensor) -> torch.Tensor:
+        """Replace round(label_noise * n) training labels, chosen with split_seed, by another class."""
+        if self.num_classes < 2:
+            raise ValueError("label_noise needs at least 2 classes")
+        generator = torch.Generator().manual_seed(self.split_seed + 2)  # +1 is the test split's
+        count = round(self.label_noise * len(labels))
+        index = torch.randperm(len(labels), generator=generator)[:count]
+        # adding 1..C-1 modulo C gives each of the other classes with equal chance, never the same
+        shift = torch.randint(1, self.num_classes, (count,), generator=generator)
+        noisy = labels.clone()
+        noisy[index] = (labels[index] + shift) % self.num_classes
+        self.clean_train_labels = labels
+        self.noisy_mask = torch.zeros(len(labels), dtype=torch.bool)
+        self.noisy_mask[index] = True
+        return noisy
+
+    @property
+    def train_batch_size(self) -> int:
+        """Examples per training batch: the whole training split for "full"."""
+        self.setup()
+        n = len(self.splits["train"][0])
+        return n if self.batch_size == FULL else min(self.batch_size, n)
+
+    @property
+    def lr_scale(self) -> float:
+        """Factor for optimizer.lr: train batch size / lr_reference_batch, or 1.0 when scaling is off."""
+        if not self.scale_lr_with_batch:
+            return 1.0
+        return self.train_batch_size / self.lr_reference_batch
 
     @property
     def spec(self) -> DataSpec:
@@ -81,7 +135,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         x, y = self.splits["train"]
         return TensorBatches(
-            x, y, self.batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch
+            x, y, self.train_batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch
         )
 
     def val_dataloader(self) -> TensorBatches:

@@ -12,7 +12,9 @@ class TensorBatches:
 
     Shuffled batches are index slices of one random permutation per epoch; the permutation is
     seeded from `seed` and the epoch number, so runs (and resumed runs) see the same order.
-    Unshuffled batches are views, with no copy at all.
+    Unshuffled batches are views, with no copy at all. A batch as large as the data (full-batch
+    gradient descent) is the tensors themselves, shuffled or not: the order within one batch does
+    not change its mean gradient, so copying the whole split each epoch would be wasted work.
     """
 
     def __init__(
@@ -26,6 +28,8 @@ class TensorBatches:
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -38,7 +42,7 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.x), self.batch_size
-        if not self.shuffle:
+        if not self.shuffle or bs >= n:
             for start in range(0, n, bs):
                 yield self.x[start : start + bs], self.y[start : start + bs]
             return
