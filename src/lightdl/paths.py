@@ -20,7 +20,7 @@ def defaults() -> dict[str, tuple[str, ...]]:
     """Group -> default option(s), in the order config.yaml's defaults list gives them."""
     found: dict[str, tuple[str, ...]] = {}
     for line in (conf_dir() / "config.yaml").read_text().splitlines():
-        line = line.strip()
+        line = line.split("#", 1)[0].strip()
         if line.startswith("- ") and ":" in line:
             name, value = (part.strip() for part in line[2:].split(":", 1))
             found[name] = tuple(v.strip() for v in value.strip("[]").split(","))

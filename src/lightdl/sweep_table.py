@@ -17,8 +17,8 @@ from hydra.experimental.callback import Callback
 from lightdl.artifacts import write_atomic
 
 exit_code = 0
-FIRST = ["job", "overrides", "status", "epochs"]
-LAST = ["wall_seconds", "run_dir"]
+FIRST = ["job", "overrides", "status", "epochs", "best_epoch"]
+LAST = ["why", "wall_seconds", "run_dir"]
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -26,15 +26,20 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for summary in sweep_dir.glob("*/summary.json"):
         data = json.loads(summary.read_text())
+        metrics = data.get("metrics", {})
         row = {
             "job": summary.parent.name,
             "overrides": " ".join(data.get("overrides", [])),
             "status": data.get("status"),
             "epochs": data.get("epochs"),
-            **{k: v for k, v in sorted(data.get("metrics", {}).items())},
+            "best_epoch": (data.get("best") or {}).get("epoch"),
+            **{k: v for k, v in sorted(metrics.items())},
+            "why": data.get("error") or data.get("reason"),
             "wall_seconds": data.get("wall_seconds"),
             "run_dir": str(summary.parent),
         }
+        if "train/acc" in metrics and "val/acc" in metrics:  # the overfitting gap
+            row["gap/train_minus_val_acc"] = metrics["train/acc"] - metrics["val/acc"]
         rows.append(row)
     return sorted(rows, key=lambda r: (len(r["job"]), r["job"]))
 
