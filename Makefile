@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
-.PHONY: all setup data train test test-slow lint bench clean
+.PHONY: all setup data train test test-slow lint bench docs clean
 
 all: setup train
 
@@ -43,6 +43,9 @@ lint:
 
 bench:
 	$(PY) benchmarks/epoch_overhead.py
+
+docs:
+	$(PY) -m lightdl.catalog_docs
 
 clean:
 	rm -rf outputs dist build

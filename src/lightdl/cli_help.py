@@ -30,11 +30,12 @@ def help_text() -> str:
     width = min(shutil.get_terminal_size((100, 20)).columns, 120)
     lines = [USAGE, "Config groups (== marks the default):"]
     default_options = defaults()
+    pad = max([18, *(len(o) + 1 for g in group_names() for o in options(g))])
     for group in group_names():
         lines.append(f"\n  {group}")
         for option in options(group):
             mark = "==" if option in default_options.get(group, ()) else "  "
-            head = f"    {mark} {option:<18}"
+            head = f"    {mark} {option:<{pad}}"
             desc = describe(group, option)
             wrapped = textwrap.wrap(desc, width=max(width - len(head), 30)) or [""]
             lines.append(head + wrapped[0])
