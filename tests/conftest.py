@@ -39,16 +39,15 @@ def make_cfg(tmp_path: Path, *overrides: str, fast: bool = True) -> DictConfig:
         )
 
 
+def quiet_env() -> dict[str, str]:
+    """This process's environment for a child lightdl: W&B offline and silent, no key, no debug."""
+    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "LIGHTDL_DEBUG")}
+    return {**base, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
     """`python -m lightdl ARGS` in a fresh process; returns CompletedProcess with text output."""
-    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "LIGHTDL_DEBUG")}
-    full_env = {
-        **base,
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "LIGHTDL_OUTPUTS": str(cwd / "outputs"),
-        **(env or {}),
-    }
+    full_env = {**quiet_env(), "LIGHTDL_OUTPUTS": str(cwd / "outputs"), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "lightdl", *args],
         cwd=cwd,

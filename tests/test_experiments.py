@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
+import sys
 
 import pytest
-from conftest import run_cli
+from conftest import quiet_env, run_cli
 
 from lightdl.paths import options
 
@@ -33,10 +36,49 @@ PRESETS = {
 }
 
 
-def _table(outputs):
-    (summary,) = outputs.glob("multirun/*/*/summary.csv")
-    with summary.open() as f:
-        return list(csv.DictReader(f)), summary.parent
+# Runs each preset through lightdl's real CLI entry (app.run_cli on a patched argv), all in one
+# fresh process so torch and Lightning are imported once for the twelve sweeps.
+DRIVER = """
+import json, sys
+from hydra.core.global_hydra import GlobalHydra
+from lightdl import sweep_table
+from lightdl.app import run_cli
+
+out, codes = sys.argv[1], {}
+for preset in sys.argv[2:]:
+    argv = [f"experiment={preset}", *TINY, f"hydra.sweep.dir={out}/{preset}"]
+    if preset == "xor_perceptron":
+        argv.remove("data=digits")
+    sys.argv = ["lightdl", *argv]
+    sweep_table.exit_code = 0
+    codes[preset] = run_cli()
+    GlobalHydra.instance().clear()
+print("EXIT_CODES=" + json.dumps(codes))
+"""
+
+
+def _table(sweep_dir):
+    with (sweep_dir / "summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """{preset: (exit code, sweep dir)} for every preset run with tiny limits."""
+    out = tmp_path_factory.mktemp("presets")
+    code = f"TINY = {TINY!r}\n" + DRIVER
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out), *sorted(PRESETS)],
+        cwd=out,
+        env={**quiet_env(), "LIGHTDL_OUTPUTS": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    line = [x for x in result.stdout.splitlines() if x.startswith("EXIT_CODES=")]
+    assert line, result.stdout[-3000:] + result.stderr[-3000:]
+    codes = json.loads(line[0].removeprefix("EXIT_CODES="))
+    return {preset: (codes[preset], out / preset) for preset in PRESETS}
 
 
 def test_every_preset_is_covered():
@@ -45,14 +87,11 @@ def test_every_preset_is_covered():
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_preset_runs_its_sweep_and_writes_the_table(tmp_path, preset):
+def test_preset_runs_its_sweep_and_writes_the_table(swept, preset):
     jobs, column = PRESETS[preset]
-    args = [f"experiment={preset}", *TINY]
-    if preset == "xor_perceptron":
-        args = [a for a in args if a != "data=digits"]
-    result = run_cli(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    rows, sweep_dir = _table(tmp_path / "outputs")
+    code, sweep_dir = swept[preset]
+    assert code == 0
+    rows = _table(sweep_dir)
     assert len(rows) == jobs
     assert all(row["status"] in ("completed", "stopped_early") for row in rows), rows
     assert column in rows[0] and all(row[column] != "" for row in rows)
@@ -63,7 +102,8 @@ def test_xor_perceptron_fails_where_the_hidden_layer_succeeds(tmp_path):
     """The full preset (20 epochs of XOR): the perceptron near chance, one hidden layer well above."""
     result = run_cli("experiment=xor_perceptron", "trainer.enable_progress_bar=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows, _ = _table(tmp_path / "outputs")
+    (sweep_dir,) = (tmp_path / "outputs").glob("multirun/*/*")
+    rows = _table(sweep_dir)
     acc = {r["overrides"].split()[0].removeprefix("model="): float(r["test/acc"]) for r in rows}
     assert acc["perceptron"] < 0.7  # chance is 0.5
     assert acc["mlp"] > 0.9  # label noise near the axes caps it a little below 1

@@ -142,32 +142,27 @@ class UpdateStats(L.Callback):
 ROUGH = ("optimizer=sgd", "optimizer.lr=0.1", "init=normal", "init.std=0.5")
 
 
-def test_clip_norm_bounds_the_gradient_norm_at_every_step(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "key", "bound", "measure", "unclipped_above"),
+    [
+        ("clip_norm", "max_norm", 0.5, "norms", 1.0),  # total gradient norm
+        ("clip_value", "max_value", 0.05, "max_abs", 0.1),  # every gradient element
+    ],
+)
+def test_clipping_bounds_the_gradient_at_every_step(
+    tmp_path, option, key, bound, measure, unclipped_above
+):
     free, clipped = UpdateStats(0.1), UpdateStats(0.1)
     fit_net(tmp_path, *ROUGH, callbacks=[free])
     fit_net(
         tmp_path,
         *ROUGH,
-        "regularizer=clip_norm",
-        "regularizer.clip_norm.max_norm=0.5",
+        f"regularizer={option}",
+        f"regularizer.{option}.{key}={bound}",
         callbacks=[clipped],
     )
-    assert max(free.norms) > 1.0
-    assert max(clipped.norms) <= 0.5 * (1 + 1e-4)
-
-
-def test_clip_value_bounds_every_gradient_element(tmp_path):
-    free, clipped = UpdateStats(0.1), UpdateStats(0.1)
-    fit_net(tmp_path, *ROUGH, callbacks=[free])
-    fit_net(
-        tmp_path,
-        *ROUGH,
-        "regularizer=clip_value",
-        "regularizer.clip_value.max_value=0.05",
-        callbacks=[clipped],
-    )
-    assert max(free.max_abs) > 0.1
-    assert max(clipped.max_abs) <= 0.05 * (1 + 1e-4)
+    assert max(getattr(free, measure)) > unclipped_above
+    assert max(getattr(clipped, measure)) <= bound * (1 + 1e-4)
 
 
 def test_clip_norm_and_clip_value_cannot_be_combined(tmp_path):

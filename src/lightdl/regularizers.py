@@ -159,11 +159,13 @@ class InputNoise(Regularizer):
                 f"regularizer.input_noise.decay must be one of {', '.join(DECAYS)}, got '{decay}'."
             )
         self.std, self.decay, self.decay_rate = std, decay, decay_rate
+        self._total_steps: int | None = None
 
     def current_std(self, trainer: Any) -> float:
         if self.decay == "linear":
-            total = max(int(trainer.estimated_stepping_batches), 1)
-            return self.std * max(0.0, 1.0 - trainer.global_step / total)
+            if self._total_steps is None:  # Lightning computes this estimate; ask once per run
+                self._total_steps = max(int(trainer.estimated_stepping_batches), 1)
+            return self.std * max(0.0, 1.0 - trainer.global_step / self._total_steps)
         if self.decay == "exponential":
             return self.std * self.decay_rate**trainer.current_epoch
         return self.std
