@@ -69,7 +69,7 @@ def fit_net(tmp_path: Path, *overrides: str, callbacks=(), epochs: int = 3):
     regularizers = build.build_regularizers(cfg)
     L.seed_everything(0, verbose=False)
     net = build.build_net(cfg, datamodule.spec, regularizers)
-    task = build.build_task(cfg, net, datamodule.spec, regularizers)
+    task = build.build_task(cfg, net, datamodule, regularizers)
     trainer = build.build_trainer(cfg, list(callbacks), [], regularizers, tmp_path)
     trainer.fit(task, datamodule=datamodule)
     return net, trainer

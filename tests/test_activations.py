@@ -131,14 +131,15 @@ def test_perceptron_rule_is_rosenblatts_update(tmp_path):
     cfg = make_cfg(
         tmp_path, "model=perceptron", "model.rule=perceptron", "activation=step", "optimizer=sgd"
     )
+    torch.manual_seed(1)
     net = build.build_net(cfg, DataSpec((4,), 3, "vector"), [])
     assert isinstance(net, Perceptron)
     loss_fn = build.build_loss(cfg, net, [])
-    torch.manual_seed(1)
     x, y = torch.randn(1, 4), torch.tensor([2])
     w, b = net[1].weight.detach().clone(), net[1].bias.detach().clone()
     fired = (net(x) > 0).float()[0]
     target = torch.nn.functional.one_hot(y, 3).float()[0]
+    assert (target != fired).any()  # some unit is wrong, so the rule must move the weights
     lr = 0.5
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn(net(x), y).backward()

@@ -35,7 +35,7 @@ def fit(tmp_path, *overrides: str, epochs: int = 1):
     validate(cfg)
     datamodule = build.build_datamodule(cfg)
     net = build.build_net(cfg, datamodule.spec, [])
-    task = build.build_task(cfg, net, datamodule.spec, [])
+    task = build.build_task(cfg, net, datamodule, [])
     recorder = BatchSizes()
     trainer = L.Trainer(
         max_epochs=epochs,
@@ -187,3 +187,31 @@ def test_every_dataset_takes_the_batch_keys_on_the_command_line(tmp_path, name):
     )
     validate(cfg)
     assert cfg.data.label_noise == 0.2 and cfg.data.lr_reference_batch == 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "factor"),
+    [
+        (["data.batch_size=64"], 1.0),  # scaling off
+        (["data.batch_size=64", "data.scale_lr_with_batch=true"], 0.5),
+        (["data.batch_size=full", "data.scale_lr_with_batch=true", "data.max_lr_scale=4"], 4.0),
+    ],
+)
+def test_the_optimizer_trains_with_the_scaled_lr(tmp_path, overrides, factor):
+    trainer, _, _ = fit(tmp_path, "data=digits", "optimizer=sgd", "optimizer.lr=0.1", *overrides)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * factor)
+
+
+def test_a_trailing_batch_of_one_joins_the_previous_batch():
+    x, y = torch.randn(21, 3), torch.arange(21)
+    for shuffle in (False, True):
+        batches = TensorBatches(x, y, batch_size=4, shuffle=shuffle)
+        sizes = [len(b[1]) for b in batches]
+        assert sizes == [4, 4, 4, 4, 5] and len(batches) == 5
+        assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(21))
+    assert [len(b[1]) for b in TensorBatches(x, y, batch_size=1)] == [1] * 21
+
+
+def test_batchnorm_trains_when_the_split_leaves_one_example_over(tmp_path):
+    cfg = make_cfg(tmp_path, "regularizer=batchnorm", "data.batch_size=8")  # 1257 = 157 * 8 + 1
+    assert train(cfg, tmp_path / "run")["status"] == "completed"

@@ -113,6 +113,10 @@ def test_constant_init_keeps_hidden_units_identical(tmp_path, option):
     first = net[1].weight
     assert torch.equal(first, first[0:1].expand_as(first))  # symmetry never broken
     assert float(trainer.callback_metrics["val/acc"]) < 0.35  # near chance on 10 classes
+    if option == "ones":  # identical units give every class the same score: the loss sits at ln 10
+        assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(
+            math.log(10), abs=0.01
+        )
 
 
 def test_random_init_breaks_symmetry(tmp_path):

@@ -84,6 +84,52 @@ def test_weight_decay_is_decoupled_from_adaptive_optimizers(tmp_path):
     assert not torch.allclose(weights(with_l2)[0], weights(decayed)[0], atol=1e-4)
 
 
+def test_weight_decay_with_adam_is_adamw(tmp_path):
+    """Decay applied before Adam's step, on weights only, equals torch's AdamW with biases undecayed."""
+    torch.manual_seed(0)
+    ours, reference = MLP(SPEC, hidden=[16]), MLP(SPEC, hidden=[16])
+    reference.load_state_dict(ours.state_dict())
+    decay = build.build_regularizers(
+        make_cfg(tmp_path, "regularizer=weight_decay", "regularizer.weight_decay.lam=0.1")
+    )[0]
+    adam = torch.optim.Adam(ours.parameters(), lr=0.01)
+    w_ids = {id(w) for w in weights(reference)}
+    adamw = torch.optim.AdamW(
+        [
+            {"params": [p for p in reference.parameters() if id(p) in w_ids], "weight_decay": 0.1},
+            {
+                "params": [p for p in reference.parameters() if id(p) not in w_ids],
+                "weight_decay": 0.0,
+            },
+        ],
+        lr=0.01,
+    )
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    for _ in range(5):
+        for net, optimizer in ((ours, adam), (reference, adamw)):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            if net is ours:
+                decay.before_optimizer_step(optimizer, weights(ours))
+            optimizer.step()
+    for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_weight_decay_is_refused_beside_adamw(tmp_path):
+    cfg = make_cfg(tmp_path, "optimizer=adamw", "regularizer=weight_decay")
+    net = MLP(SPEC, hidden=[8])
+    with pytest.raises(ConfigError, match="optimizer=adamw already decays weights"):
+        build.build_task(cfg, net, SPEC, build.build_regularizers(cfg))
+
+
+@pytest.mark.parametrize("option", ["dropout", "batchnorm"])
+def test_hidden_layer_regularizers_need_hidden_layers(tmp_path, option):
+    cfg = make_cfg(tmp_path, f"regularizer={option}", "model.hidden=[]")
+    with pytest.raises(ConfigError, match="model.hidden is empty"):
+        build.build_net(cfg, SPEC, build.build_regularizers(cfg))
+
+
 def test_dropout_is_random_in_training_and_deterministic_at_eval():
     torch.manual_seed(0)
     net = MLP(SPEC, hidden=[128], dropout=0.5)
@@ -187,6 +233,26 @@ def test_label_smoothing_changes_the_target(tmp_path):
     # a confident, correct prediction is no longer free
     sure = torch.nn.functional.one_hot(y, 10).float() * 50
     assert float(loss_fn(sure, y)) > 1.0
+
+
+def test_label_smoothing_leaves_the_evaluation_loss_alone(tmp_path):
+    cfg = make_cfg(tmp_path, "regularizer=label_smoothing")
+    regularizers = build.build_regularizers(cfg)
+    task = build.build_task(cfg, MLP(SPEC, hidden=[8]), SPEC, regularizers)
+    assert task.loss_fn.label_smoothing == 0.1 and task.eval_loss_fn.label_smoothing == 0.0
+
+
+def test_gap_is_measured_in_eval_mode_on_a_training_sample(tmp_path):
+    """train/eval_acc is the eval-mode accuracy on the datamodule's fixed training probe."""
+    net, trainer = fit_net(tmp_path, "regularizer=dropout", "regularizer.dropout.p=0.5", epochs=2)
+    x, y = trainer.datamodule.train_probe()
+    assert len(y) == len(trainer.datamodule.splits["val"][1])
+    net.eval()
+    with torch.no_grad():
+        expected = float((net(x).argmax(-1) == y).float().mean())
+    assert float(trainer.callback_metrics["train/eval_acc"]) == pytest.approx(expected, abs=1e-6)
+    # dropout lowers the running train-mode accuracy below the eval-mode one
+    assert float(trainer.callback_metrics["train/acc"]) < expected
 
 
 def test_label_smoothing_needs_a_loss_that_supports_it(tmp_path):

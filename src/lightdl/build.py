@@ -58,6 +58,8 @@ def _merged(
     """
     merged: dict[str, Any] = {}
     owner: dict[str, str] = {}
+    if not regularizers:
+        return merged, owner
     names = list(cfg.regularizer or {})
     for name, regularizer in zip(names, regularizers, strict=True):
         for key, value in getattr(regularizer, hook)().items():
@@ -123,11 +125,22 @@ def build_loss(cfg: DictConfig, net, regularizers: list[Regularizer]):
     return make(cfg, "loss", **loss_kwargs) if loss_kwargs else make(cfg, "loss")
 
 
-def build_task(
-    cfg: DictConfig, net, spec, regularizers: list[Regularizer], lr_scale: float = 1.0
-) -> L.LightningModule:
-    """The LightningModule. `lr_scale` multiplies optimizer.lr (data.scale_lr_with_batch)."""
+def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L.LightningModule:
+    """The LightningModule for `net`.
+
+    `data` is the DataModule, whose spec, lr_scale (data.scale_lr_with_batch) and training probe
+    the task uses, or just a DataSpec (no lr scaling, no probe).
+    """
     from lightdl.tasks.classification import ClassificationTask
+
+    spec = getattr(data, "spec", data)
+    lr_scale = getattr(data, "lr_scale", 1.0)
+    probe = data.train_probe() if hasattr(data, "train_probe") else None
+    if "weight_decay" in (cfg.regularizer or {}) and cfg.optimizer._target_.endswith("AdamW"):
+        raise ConfigError(
+            "optimizer=adamw already decays weights (optimizer.weight_decay); use "
+            "regularizer=weight_decay with optimizer=adam, or adamw alone."
+        )
 
     scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.scheduler else {}
     interval = scheduler_cfg.pop("interval", "epoch")
@@ -136,15 +149,19 @@ def build_task(
     if scheduler_cfg:
         cfg_without_keys = OmegaConf.create({"scheduler": scheduler_cfg})
         scheduler = make(cfg_without_keys, "scheduler")  # argument errors now, not at fit time
+        if "max_lr" in scheduler.keywords and lr_scale != 1.0:  # onecycle sets the lr itself
+            scheduler = functools.partial(scheduler, max_lr=scheduler.keywords["max_lr"] * lr_scale)
     return ClassificationTask(
         net=net,
         loss_fn=build_loss(cfg, net, regularizers),
+        eval_loss_fn=build_loss(cfg, net, []),  # label smoothing trains; val/loss stays comparable
         num_classes=spec.num_classes,
         optimizer=_scaled(make(cfg, "optimizer"), lr_scale),
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
         regularizers=regularizers,
+        train_probe=probe,
     )
 
 

@@ -38,8 +38,9 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             "wall_seconds": data.get("wall_seconds"),
             "run_dir": str(summary.parent),
         }
-        if "train/acc" in metrics and "val/acc" in metrics:  # the overfitting gap
-            row["gap/train_minus_val_acc"] = metrics["train/acc"] - metrics["val/acc"]
+        train_acc = metrics.get("train/eval_acc", metrics.get("train/acc"))
+        if train_acc is not None and "val/acc" in metrics:  # the overfitting gap, both in eval mode
+            row["gap/train_minus_val_acc"] = train_acc - metrics["val/acc"]
         rows.append(row)
     return sorted(rows, key=lambda r: (len(r["job"]), r["job"]))
 

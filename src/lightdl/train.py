@@ -46,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     spec = datamodule.spec
     regularizers = build.build_regularizers(cfg)
     net = build.build_net(cfg, spec, regularizers)
-    task = build.build_task(cfg, net, spec, regularizers, getattr(datamodule, "lr_scale", 1.0))
+    task = build.build_task(cfg, net, datamodule, regularizers)
     callbacks = {name: build.make(cfg.callbacks, name) for name in (cfg.callbacks or {})}
     check_monitors(build.monitored(cfg, callbacks), task.logged_metrics)
     print(summarize(net, datamodule.example_input()), flush=True)

@@ -44,6 +44,16 @@ RULES: list[Rule] = [
     ("init.gain", lambda v: _number(v) and v > 0, "a number > 0"),
     ("init.a", lambda v: _number(v), "a number"),
     ("init.b", lambda v: _number(v), "a number"),
+    ("activation.lower", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("activation.upper", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("scheduler.decay_rate", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("scheduler.decay_steps", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("scheduler.step_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("scheduler.gamma", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("scheduler.pct_start", lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    ("scheduler.milestones", lambda v: _widths(v), "a list of integers >= 1"),
+    ("callbacks.grad_norms.every_n_steps", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("data.max_lr_scale", lambda v: _number(v) and v > 0, "a number > 0"),
     ("model.rule", lambda v: v in ("gradient", "perceptron"), "'gradient' or 'perceptron'"),
     ("model.hidden", lambda v: _widths(v), "a list of integers >= 1"),
     ("model.hidden_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
@@ -66,9 +76,12 @@ def _widths(value: Any) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value that breaks a rule."""
-    init_a, init_b = OmegaConf.select(cfg, "init.a"), OmegaConf.select(cfg, "init.b")
-    if _number(init_a) and _number(init_b) and not init_a < init_b:
-        raise ConfigError(f"init.a must be below init.b, got a={init_a}, b={init_b}.")
+    for group, low, high in (("init", "a", "b"), ("activation", "lower", "upper")):
+        a, b = OmegaConf.select(cfg, f"{group}.{low}"), OmegaConf.select(cfg, f"{group}.{high}")
+        if _number(a) and _number(b) and not a < b:
+            raise ConfigError(
+                f"{group}.{low} must be below {group}.{high}, got {low}={a}, {high}={b}."
+            )
     for key, ok, rule in RULES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:

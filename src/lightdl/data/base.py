@@ -24,7 +24,7 @@ class InMemoryDataModule(L.LightningDataModule):
     one optimizer step per epoch). label_noise: the fraction of training labels replaced by a
     different random class, chosen with `split_seed`; val and test labels stay clean.
     scale_lr_with_batch: `lr_scale` becomes train batch size / lr_reference_batch (the linear
-    scaling rule), a factor for optimizer.lr; otherwise it is 1.0.
+    scaling rule), a factor for optimizer.lr, at most max_lr_scale when set; otherwise it is 1.0.
     """
 
     num_classes: int
@@ -40,6 +40,7 @@ class InMemoryDataModule(L.LightningDataModule):
         label_noise: float = 0.0,
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 128,
+        max_lr_scale: float | None = None,
     ) -> None:
         super().__init__()
         if batch_size != FULL and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -56,6 +57,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.label_noise = label_noise
         self.scale_lr_with_batch = scale_lr_with_batch
         self.lr_reference_batch = lr_reference_batch
+        self.max_lr_scale = max_lr_scale
         self.splits: dict[str, Split] = {}
         self.clean_train_labels: torch.Tensor | None = None  # set when label_noise > 0
         self.noisy_mask: torch.Tensor | None = None  # True where a training label was replaced
@@ -114,7 +116,8 @@ class InMemoryDataModule(L.LightningDataModule):
         """Factor for optimizer.lr: train batch size / lr_reference_batch, or 1.0 when scaling is off."""
         if not self.scale_lr_with_batch:
             return 1.0
-        return self.train_batch_size / self.lr_reference_batch
+        scale = self.train_batch_size / self.lr_reference_batch
+        return scale if self.max_lr_scale is None else min(scale, self.max_lr_scale)
 
     @property
     def spec(self) -> DataSpec:
@@ -123,6 +126,17 @@ class InMemoryDataModule(L.LightningDataModule):
         return DataSpec(
             input_shape=tuple(x.shape[1:]), num_classes=self.num_classes, kind=self.kind
         )
+
+    def train_probe(self, limit: int = 5000) -> Split | None:
+        """A fixed random sample of the training split as large as the validation split (at most
+        `limit`), for measuring training accuracy in eval mode; None without a validation split."""
+        self.setup()
+        if "val" not in self.splits:
+            return None
+        x, y = self.splits["train"]
+        n = min(len(self.splits["val"][1]), len(x), limit)
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed + 3))
+        return x[pick[:n]], y[pick[:n]]
 
     def example_input(self, n: int = 2) -> torch.Tensor:
         self.setup()

@@ -15,6 +15,8 @@ class TensorBatches:
     Unshuffled batches are views, with no copy at all. A batch as large as the data (full-batch
     gradient descent) is the tensors themselves, shuffled or not: the order within one batch does
     not change its mean gradient, so copying the whole split each epoch would be wasted work.
+    A trailing batch of one example joins the one before it (batch_size > 1): batch normalization
+    cannot normalize a single example, and a lone example makes one step much noisier than the rest.
     """
 
     def __init__(
@@ -37,19 +39,26 @@ class TensorBatches:
         self.epoch_fn = epoch_fn
         self._epochs_started = 0
 
+    def _bounds(self) -> list[tuple[int, int]]:
+        n, bs = len(self.x), self.batch_size
+        bounds = [(start, min(start + bs, n)) for start in range(0, n, bs)]
+        if bs > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n)]
+        return bounds
+
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return len(self._bounds())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.x), self.batch_size
         if not self.shuffle or bs >= n:
-            for start in range(0, n, bs):
-                yield self.x[start : start + bs], self.y[start : start + bs]
+            for start, stop in self._bounds():
+                yield self.x[start:stop], self.y[start:stop]
             return
         epoch = self.epoch_fn() if self.epoch_fn else self._epochs_started
         self._epochs_started += 1
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=generator).to(self.x.device)
-        for start in range(0, n, bs):
-            index = order[start : start + bs]
+        for start, stop in self._bounds():
+            index = order[start:stop]
             yield self.x.index_select(0, index), self.y.index_select(0, index)

@@ -63,6 +63,11 @@ class MLP(nn.Sequential):
         dropout: float = 0.0,
         batchnorm: bool = False,
     ) -> None:
+        if not hidden and (dropout > 0 or batchnorm):
+            which = "dropout" if dropout > 0 else "batchnorm"
+            raise ConfigError(
+                f"regularizer={which} acts on hidden layers, but model.hidden is empty."
+            )
         layers: list[nn.Module] = [nn.Flatten()]
         width = spec.input_dim
         for out in hidden:

@@ -36,10 +36,13 @@ class ClassificationTask(L.LightningModule):
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
         regularizers: Sequence[Regularizer] = (),
+        eval_loss_fn: nn.Module | None = None,
+        train_probe: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.loss_fn = loss_fn
+        self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else loss_fn
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
@@ -53,10 +56,19 @@ class ClassificationTask(L.LightningModule):
         )
         # [sum of loss * batch size, correct predictions, examples, sum of penalty] this epoch
         self.register_buffer("train_sums", torch.zeros(4), persistent=False)
+        # a fixed sample of the training split, scored in eval mode after each validation pass
+        self.has_probe = train_probe is not None
+        if self.has_probe:
+            self.register_buffer("probe_x", train_probe[0], persistent=False)
+            self.register_buffer("probe_y", train_probe[1], persistent=False)
 
     @property
     def logged_metrics(self) -> tuple[str, ...]:
-        return self.base_metrics + (("train/penalty",) if self.penalties else ())
+        return (
+            self.base_metrics
+            + (("train/penalty",) if self.penalties else ())
+            + (("train/eval_acc", "train/eval_loss") if self.has_probe else ())
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -64,7 +76,7 @@ class ClassificationTask(L.LightningModule):
     def _eval_step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
-        loss = self.loss_fn(logits, y)
+        loss = self.eval_loss_fn(logits, y)
         accuracy = getattr(self, f"{split}_acc")
         accuracy.update(logits, y)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
@@ -97,6 +109,22 @@ class ClassificationTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Accuracy and loss on the training probe in eval mode (dropout off, batchnorm running
+        statistics): the train side of an honest train/validation gap. train/acc, by contrast, is
+        the running mean over the epoch in train mode."""
+        if not self.has_probe:
+            return
+        correct = torch.zeros((), device=self.probe_y.device)
+        loss = torch.zeros((), device=self.probe_y.device)
+        for x, y in zip(self.probe_x.split(1024), self.probe_y.split(1024), strict=True):
+            logits = self.net(x)
+            correct += (logits.argmax(dim=-1) == y).sum()
+            loss += self.eval_loss_fn(logits, y) * len(y)
+        n = len(self.probe_y)
+        self.log("train/eval_acc", correct / n, on_step=False, on_epoch=True, batch_size=1)
+        self.log("train/eval_loss", loss / n, on_step=False, on_epoch=True, batch_size=1)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
