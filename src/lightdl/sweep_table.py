@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lightdl.artifacts import write_atomic
 
 exit_code = 0
 FIRST = ["job", "overrides", "status", "epochs", "best_epoch"]
-LAST = ["why", "wall_seconds", "run_dir"]
+LAST = ["why", "fit_seconds", "wall_seconds", "run_dir"]
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -35,6 +36,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             "best_epoch": (data.get("best") or {}).get("epoch"),
             **{k: v for k, v in sorted(metrics.items())},
             "why": data.get("error") or data.get("reason"),
+            "fit_seconds": data.get("fit_seconds"),
             "wall_seconds": data.get("wall_seconds"),
             "run_dir": str(summary.parent),
         }
@@ -45,9 +47,14 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (len(r["job"]), r["job"]))
 
 
+def _natural(key: str) -> list:
+    """Sort key with numbers compared as numbers: layer_2 before layer_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
 def render(rows: list[dict[str, Any]]) -> tuple[str, str]:
     """(CSV text, Markdown text) of the rows with a shared column order."""
-    metric_keys = sorted({k for r in rows for k in r} - set(FIRST) - set(LAST))
+    metric_keys = sorted({k for r in rows for k in r} - set(FIRST) - set(LAST), key=_natural)
     columns = FIRST + metric_keys + LAST
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -55,8 +62,8 @@ def render(rows: list[dict[str, Any]]) -> tuple[str, str]:
     writer.writerows(rows)
 
     def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4f}"
+        if isinstance(value, float):  # 4 significant digits: 6.2e-06 must not show as 0.0000
+            return f"{value:.4g}"
         return "" if value is None else str(value).replace("|", "\\|")
 
     shown = [c for c in columns if c != "run_dir"]

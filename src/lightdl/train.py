@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     trainer = build.build_trainer(
         cfg, [*callbacks.values(), history], loggers, regularizers, run_dir
     )
+    fit_started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path))
+    fit_seconds = round(time.perf_counter() - fit_started, 3)
 
     guard = next((c for c in callbacks.values() if isinstance(c, NanGuard)), None)
     stopper = next((c for c in callbacks.values() if isinstance(c, EarlyStopping)), None)
@@ -81,6 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
         epochs=trainer.current_epoch,
         global_steps=trainer.global_step,
         trainable_params=count_params(net),
+        fit_seconds=fit_seconds,
     )
     return result
 
