@@ -15,6 +15,7 @@ def test_groups_are_the_designed_ones():
     expected = {
         "data",
         "preprocess",
+        "augment",
         "model",
         "activation",
         "loss",
@@ -34,14 +35,14 @@ def test_groups_are_the_designed_ones():
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes(tmp_path, group, option):
     override = f"{group}={option}"
-    if group in ("regularizer", "callbacks", "logger"):
+    if group in ("regularizer", "callbacks", "logger", "augment"):
         override = f"{group}=[{option}]"
     cfg = make_cfg(tmp_path, override)
     node = cfg[group] if group not in ("experiment", "cure") else cfg  # global presets
     assert node is not None
     if group in ("activation", "loss", "optimizer", "init", "preprocess"):
         assert instantiate(node) is not None
-    if group in ("regularizer", "callbacks") and option in cfg[group]:
+    if group in ("regularizer", "callbacks", "augment") and option in cfg[group]:
         assert instantiate(cfg[group][option]) is not None
 
 

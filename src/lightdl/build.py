@@ -49,6 +49,11 @@ def build_regularizers(cfg: DictConfig) -> list[Regularizer]:
     return [make(cfg.regularizer, name) for name in (cfg.regularizer or {})]
 
 
+def build_augment(cfg: DictConfig) -> list:
+    """The `augment` list group: callables applied in order to each training batch's inputs."""
+    return [make(cfg.augment, name) for name in (cfg.get("augment") or {})]
+
+
 def _merged(
     regularizers: list[Regularizer], hook: str, cfg: DictConfig
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -162,6 +167,7 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         scheduler_monitor=monitor,
         regularizers=regularizers,
         train_probe=probe,
+        augment=build_augment(cfg),
     )
 
 

@@ -38,11 +38,13 @@ class ClassificationTask(L.LightningModule):
         regularizers: Sequence[Regularizer] = (),
         eval_loss_fn: nn.Module | None = None,
         train_probe: tuple[torch.Tensor, torch.Tensor] | None = None,
+        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
     ) -> None:
         super().__init__()
         self.net = net
         self.loss_fn = loss_fn
         self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else loss_fn
+        self.augment = list(augment)  # training batches only, on the batch's device
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
@@ -88,6 +90,8 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        for transform in self.augment:
+            x = transform(x)
         for regularizer in self.input_transforms:
             x = regularizer.transform_input(x, self.trainer)
         logits = self.net(x)
