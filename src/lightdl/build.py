@@ -113,7 +113,7 @@ def build_net(cfg: DictConfig, spec, regularizers: list[Regularizer]):
             "undefined for one), but data.batch_size=1."
         )
     net = make(cfg, "model", spec=spec, activation=activation, **model_kwargs)
-    make(cfg, "init")(net)
+    make(cfg, "init")(getattr(net, "initializable", net))  # transfer: the new head only
     return net
 
 

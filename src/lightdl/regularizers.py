@@ -86,7 +86,7 @@ class WeightDecay(Regularizer):
     def before_optimizer_step(
         self, optimizer: torch.optim.Optimizer, weights: list[torch.Tensor]
     ) -> None:
-        ids = {id(w) for w in weights}
+        ids = {id(w) for w in weights if w.requires_grad}  # frozen weights stay as they are
         with torch.no_grad():
             for group in optimizer.param_groups:
                 decayed = [p for p in group["params"] if id(p) in ids]

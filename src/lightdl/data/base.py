@@ -41,6 +41,8 @@ class InMemoryDataModule(L.LightningDataModule):
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 128,
         max_lr_scale: float | None = None,
+        classes: list[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size != FULL and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -58,6 +60,11 @@ class InMemoryDataModule(L.LightningDataModule):
         self.scale_lr_with_batch = scale_lr_with_batch
         self.lr_reference_batch = lr_reference_batch
         self.max_lr_scale = max_lr_scale
+        self.classes = list(classes) if classes is not None else None
+        self.train_per_class = train_per_class
+        if self.classes is not None:
+            self._check_classes()
+            self.num_classes = len(self.classes)  # relabelled 0..k-1 in the order given
         self.splits: dict[str, Split] = {}
         self.clean_train_labels: torch.Tensor | None = None  # set when label_noise > 0
         self.noisy_mask: torch.Tensor | None = None  # True where a training label was replaced
@@ -69,6 +76,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.splits:
             return
         splits = dict(self.load())
+        if self.classes is not None:
+            splits = {k: self._keep_classes(x, y) for k, (x, y) in splits.items()}
         if "val" not in splits and self.val_size:
             x, y = splits["train"]
             if self.val_size >= len(x):
@@ -80,6 +89,8 @@ class InMemoryDataModule(L.LightningDataModule):
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]
             splits["train"], splits["val"] = (x[train], y[train]), (x[val], y[val])
+        if self.train_per_class is not None:
+            splits["train"] = self._few_labels(*splits["train"])
         if self.label_noise:
             x, y = splits["train"]
             splits["train"] = (x, self._corrupt(y))
@@ -87,6 +98,40 @@ class InMemoryDataModule(L.LightningDataModule):
             self.preprocess.fit(splits["train"][0])
             splits = {k: (self.preprocess(x), y) for k, (x, y) in splits.items()}
         self.splits = {k: (x.contiguous(), y.contiguous()) for k, (x, y) in splits.items()}
+
+    def _check_classes(self) -> None:
+        from lightdl.errors import ConfigError
+
+        total = type(self).num_classes
+        bad = [c for c in self.classes if not isinstance(c, int) or not 0 <= c < total]
+        if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ConfigError(
+                f"data.classes must list at least 2 distinct class indices in [0, {total}), "
+                f"got {self.classes}."
+            )
+        if self.train_per_class is not None and (
+            not isinstance(self.train_per_class, int) or self.train_per_class < 1
+        ):
+            raise ConfigError(
+                f"data.train_per_class must be an integer >= 1, got {self.train_per_class!r}."
+            )
+
+    def _keep_classes(self, x: torch.Tensor, y: torch.Tensor) -> Split:
+        """Only the examples of `classes`, relabelled 0..k-1 in the order the classes are listed."""
+        wanted = torch.tensor(self.classes)
+        keep = torch.isin(y, wanted)
+        relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+        relabel[wanted] = torch.arange(len(wanted))
+        return x[keep], relabel[y[keep]]
+
+    def _few_labels(self, x: torch.Tensor, y: torch.Tensor) -> Split:
+        """train_per_class examples of each class, chosen with split_seed (a small labelled set)."""
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed + 4))
+        picked = torch.cat(
+            [order[y[order] == c][: self.train_per_class] for c in range(self.num_classes)]
+        )
+        picked = picked.sort().values
+        return x[picked], y[picked]
 
     def _corrupt(self, labels: torch.Tensor) -> torch.Tensor:
         """Replace round(label_noise * n) training labels, chosen with split_seed, by another class."""

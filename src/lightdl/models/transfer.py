@@ -1,0 +1,129 @@
+"""Transfer learning: the network of an earlier lightdl run, its output layer replaced, frozen or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from lightdl.data.spec import DataSpec
+from lightdl.errors import ConfigError
+
+
+def _source_files(source: str) -> tuple[Path, Path]:
+    """(checkpoint, the run's .hydra/config.yaml) for a run directory or a checkpoint file."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        run_dir = path
+        checkpoint = next(
+            (
+                c
+                for c in (path / "checkpoints" / "best.ckpt", path / "checkpoints" / "last.ckpt")
+                if c.is_file()
+            ),
+            None,
+        )
+    else:
+        run_dir, checkpoint = path.parent.parent, path if path.is_file() else None
+    config = run_dir / ".hydra" / "config.yaml"
+    if checkpoint is None or not config.is_file():
+        raise ConfigError(
+            f"model.source={source}: expected an earlier lightdl run directory (with "
+            "checkpoints/best.ckpt or last.ckpt and .hydra/config.yaml) or one of its checkpoints."
+        )
+    return checkpoint, config
+
+
+def _source_net(source: str, spec: DataSpec) -> nn.Module:
+    """Rebuild the source run's network from its own config and load its trained weights."""
+    from hydra.utils import get_object
+
+    from lightdl import build
+
+    checkpoint, config = _source_files(source)
+    cfg = OmegaConf.load(config)
+    classes = cfg.data.get("classes")
+    num_classes = len(classes) if classes else get_object(cfg.data._target_).num_classes
+    net = build.build_net(
+        cfg, DataSpec(spec.input_shape, num_classes, spec.kind), build.build_regularizers(cfg)
+    )
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # a corrupt or foreign file: one sentence, not a traceback
+        raise ConfigError(f"model.source: cannot read the checkpoint {checkpoint}: {exc}") from exc
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"model.source: the checkpoint {checkpoint} does not fit the network its run's config "
+            f"builds for input {spec.input_shape}: {str(exc).splitlines()[0]}"
+        ) from exc
+    return net
+
+
+def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """(parent, attribute name, layer) of the last nn.Linear: the output layer."""
+    found = None
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Linear):
+            found = name
+    if found is None:
+        raise ConfigError("model=transfer needs a source network that ends in a linear layer.")
+    parent_name, _, attribute = found.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    return parent, attribute, getattr(parent, attribute)
+
+
+class Transfer(nn.Module):
+    """The source run's network with a new output layer sized for this data.
+
+    freeze: "all" trains only the new output layer, "none" fine-tunes everything, an integer n
+    freezes the first n top-level blocks (layers with parameters, in order). Frozen batch-norm
+    layers stay in eval mode, so their running statistics do not move either. The `init` group
+    applies to the new output layer only (see `initializable`).
+    """
+
+    def __init__(
+        self, spec: DataSpec, source: str | None = None, freeze: str | int = "all", activation=None
+    ) -> None:
+        super().__init__()
+        if not source:
+            raise ConfigError(
+                "model=transfer needs model.source: an earlier run's directory or checkpoint."
+            )
+        self.net = _source_net(source, spec)
+        parent, attribute, old = _last_linear(self.net)
+        head = nn.Linear(old.in_features, spec.num_classes)
+        setattr(parent, attribute, head)
+        # plain references (not submodules), so each parameter is registered once, under net.*
+        self.__dict__["head"] = head
+        blocks = [m for m in self.net.children() if any(True for _ in m.parameters())]
+        if freeze == "all":
+            frozen = [m for m in blocks if m is not head]
+        elif freeze == "none":
+            frozen = []
+        elif isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze < len(blocks):
+            frozen = blocks[:freeze]
+        else:
+            raise ConfigError(
+                f"model.freeze must be all, none or an integer in [0, {len(blocks)}), got {freeze!r}."
+            )
+        self.__dict__["frozen"] = frozen
+        for module in frozen:
+            module.requires_grad_(False)
+
+    @property
+    def initializable(self) -> nn.Module:
+        return self.head
+
+    def train(self, mode: bool = True) -> Transfer:
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
