@@ -49,9 +49,17 @@ def build_regularizers(cfg: DictConfig) -> list[Regularizer]:
     return [make(cfg.regularizer, name) for name in (cfg.regularizer or {})]
 
 
-def build_augment(cfg: DictConfig) -> list:
-    """The `augment` list group: callables applied in order to each training batch's inputs."""
-    return [make(cfg.augment, name) for name in (cfg.get("augment") or {})]
+def build_augment(cfg: DictConfig, spec=None) -> list:
+    """The `augment` list group: callables applied in order to each training batch's inputs.
+
+    With the data's spec, each is checked against it first (image augmentations on vectors fail
+    here, before training, with one sentence).
+    """
+    augment = [make(cfg.augment, name) for name in (cfg.get("augment") or {})]
+    for transform in augment:
+        if spec is not None and hasattr(transform, "check"):
+            transform.check(spec)
+    return augment
 
 
 def _merged(
@@ -167,7 +175,7 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         scheduler_monitor=monitor,
         regularizers=regularizers,
         train_probe=probe,
-        augment=build_augment(cfg),
+        augment=build_augment(cfg, spec),
     )
 
 
