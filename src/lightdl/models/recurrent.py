@@ -64,6 +64,8 @@ class Recurrent(nn.Module):
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # (N, C, H, W): step t reads image row t across all channels
+            x = x.permute(0, 2, 1, 3)
         x = x.reshape(len(x), self.steps, -1)
         out, _ = self.rnn(x)
         last = out[:, -1, : self.hidden_size]
