@@ -8,23 +8,39 @@ from conftest import make_cfg
 
 from lightdl import build
 from lightdl.data.spec import DataSpec
+from lightdl.errors import ConfigError
 from lightdl.models.mlp import MLP
 from lightdl.paths import options
 
 
-@pytest.mark.parametrize("model", options("model"))
+IMAGE_ONLY = {"lenet", "vgg", "resnet", "capsnet", "stn"}  # 2-D convolutions need (C, H, W)
+EXTRA = {"capsnet": ["loss=margin", "model.conv_channels=16"]}  # capsule lengths are scored with the margin loss
+LEARNERS = [m for m in options("model") if m != "transfer"]  # transfer: tests/test_transfer.py
+
+
+@pytest.mark.parametrize("model", LEARNERS)
 @pytest.mark.parametrize("data", ["digits", "moons"])
 def test_model_learns(tmp_path, model, data):
     cfg = make_cfg(
-        tmp_path, f"model={model}", f"data={data}", "optimizer=adam", "optimizer.lr=0.01"
+        tmp_path,
+        f"model={model}",
+        f"data={data}",
+        "optimizer=adam",
+        "optimizer.lr=0.01",
+        *EXTRA.get(model, []),
     )
     torch.manual_seed(0)
     datamodule = build.build_datamodule(cfg)
+    if data == "moons" and model in IMAGE_ONLY:
+        with pytest.raises(ConfigError) as info:
+            build.build_net(cfg, datamodule.spec, [])
+        assert "image" in str(info.value)  # one sentence saying what the model needs
+        return
     net = build.build_net(cfg, datamodule.spec, [])
+    loss_fn = build.build_loss(cfg, net, [])
     x, y = datamodule.splits["train"]
     x, y = x[:256], y[:256]
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    loss_fn = torch.nn.CrossEntropyLoss()
     first = loss_fn(net(x), y).item()
     for _ in range(40):
         optimizer.zero_grad()
