@@ -27,6 +27,7 @@ def test_groups_are_the_designed_ones():
         "callbacks",
         "logger",
         "cure",
+        "transfer_stage",
         "experiment",
     }
     assert expected <= set(group_names())
@@ -38,7 +39,7 @@ def test_option_composes(tmp_path, group, option):
     if group in ("regularizer", "callbacks", "logger", "augment"):
         override = f"{group}=[{option}]"
     cfg = make_cfg(tmp_path, override)
-    node = cfg[group] if group not in ("experiment", "cure") else cfg  # global presets
+    node = cfg[group] if group not in ("experiment", "cure", "transfer_stage") else cfg  # global
     assert node is not None
     if group in ("activation", "loss", "optimizer", "init", "preprocess"):
         assert instantiate(node) is not None

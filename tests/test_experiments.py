@@ -33,6 +33,7 @@ PRESETS = {
     "noisy_labels": (2, "best_epoch"),
     "batchnorm_lr": (6, "val/acc"),
     "selu_deep": (4, "grad_norm/first"),
+    "transfer_learning": (4, "val/acc"),
 }
 
 

@@ -12,9 +12,10 @@ from lightdl.errors import ConfigError
 from lightdl.models.mlp import MLP
 from lightdl.paths import options
 
-
 IMAGE_ONLY = {"lenet", "vgg", "resnet", "capsnet", "stn"}  # 2-D convolutions need (C, H, W)
-EXTRA = {"capsnet": ["loss=margin", "model.conv_channels=16"]}  # capsule lengths are scored with the margin loss
+EXTRA = {
+    "capsnet": ["loss=margin", "model.conv_channels=16"]
+}  # capsule lengths are scored with the margin loss
 LEARNERS = [m for m in options("model") if m != "transfer"]  # transfer: tests/test_transfer.py
 
 

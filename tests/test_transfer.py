@@ -79,3 +79,41 @@ def test_bad_sources_and_freeze_values_are_one_sentence(tmp_path, pretrained):
         cfg = make_cfg(tmp_path, *TARGET, *overrides)
         with pytest.raises(ConfigError, match=needle):
             build.build_net(cfg, build.build_datamodule(cfg).spec, [])
+
+
+@pytest.fixture(scope="module")
+def pretrained_cnn(tmp_path_factory):
+    """A small CNN with batch norm trained one epoch on digits 0-4 (nested: features, classifier)."""
+    tmp = tmp_path_factory.mktemp("cnn_source")
+    run_dir = tmp / "run"
+    cfg = make_cfg(
+        tmp,
+        "data.classes=[0,1,2,3,4]",
+        "model=cnn",
+        "model.blocks=[{filters:4,kernel:3},{filters:8,kernel:3}]",
+        "model.head=[16]",
+        "regularizer=[batchnorm]",
+        "trainer.max_epochs=1",
+    )
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    assert train(cfg, run_dir)["status"] in ("completed", "stopped_early")
+    return run_dir
+
+
+def test_frozen_cnn_trains_only_its_new_head_inside_the_classifier(tmp_path, pretrained_cnn):
+    source = [*TARGET, f"model.source={pretrained_cnn}", "regularizer=[batchnorm]"]
+    before, net, _ = _fit(tmp_path, *source, "model.freeze=all")
+    changed = {k for k in before if not torch.equal(before[k], net.state_dict()[k])}
+    assert changed == {"net.classifier.3.weight", "net.classifier.3.bias"}  # BN stats kept too
+
+
+def test_freeze_n_counts_layers_with_their_batch_norm(tmp_path, pretrained_cnn):
+    source = [*TARGET, f"model.source={pretrained_cnn}", "regularizer=[batchnorm]"]
+    before, net, _ = _fit(tmp_path, *source, "model.freeze=1")
+    changed = {
+        k.rsplit(".", 1)[0] for k in before if not torch.equal(before[k], net.state_dict()[k])
+    }
+    # block 1 = the first conv and its batch norm; the second conv onwards trains
+    assert "net.features.1" not in changed and "net.features.2" not in changed
+    assert {"net.features.5", "net.features.6", "net.classifier.0"} <= changed

@@ -17,7 +17,11 @@ from lightdl.paths import conf_dir, defaults, group_names, options
 CATALOG = Path(__file__).resolve().parents[2] / "docs" / "catalog.md"
 SKIPPED_GROUPS = ("hydra", "paths")
 SKIPPED_KEYS = ("_target_", "_partial_", "defaults")
-GLOBAL_GROUPS = ("experiment", "cure")  # `# @package _global_` presets: list what they override
+GLOBAL_GROUPS = (
+    "experiment",
+    "cure",
+    "transfer_stage",
+)  # `# @package _global_` presets: list what they override
 
 
 def header(group: str, option: str) -> str:

@@ -77,11 +77,57 @@ def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return parent, attribute, getattr(parent, attribute)
 
 
+def _all_but(module: nn.Module, head: nn.Module) -> list[nn.Module]:
+    """Modules that together hold every parameter of `module` except the head's.
+
+    Parameters sitting directly on a container of the head are frozen here (they have no module
+    of their own to list).
+    """
+    parts: list[nn.Module] = []
+    for parameter in module.parameters(recurse=False):
+        parameter.requires_grad_(False)
+    for child in module.children():
+        if child is head:
+            continue
+        if any(m is head for m in child.modules()):
+            parts += _all_but(child, head)
+        else:
+            parts.append(child)
+    return parts
+
+
+def _layers(module: nn.Module) -> list[nn.Module]:
+    """Layers with parameters in forward order, looking inside plain nn.Sequential containers."""
+    found: list[nn.Module] = []
+    for child in module.children():
+        if type(child) is nn.Sequential:
+            found += _layers(child)
+        elif any(True for _ in child.parameters()):
+            found.append(child)
+    return found
+
+
+def _blocks(net: nn.Module, head: nn.Module) -> list[list[nn.Module]]:
+    """The units `model.freeze=n` counts: each layer with parameters, its batch norm joined to it.
+
+    For an MLP these are its linear layers, for a CNN its convs then its dense layers, for a
+    ResNet the stem conv, each residual block, then the output layer.
+    """
+    blocks: list[list[nn.Module]] = []
+    for layer in _layers(net):
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and blocks:
+            blocks[-1].append(layer)
+        else:
+            blocks.append([layer])
+    return blocks
+
+
 class Transfer(nn.Module):
     """The source run's network with a new output layer sized for this data.
 
     freeze: "all" trains only the new output layer, "none" fine-tunes everything, an integer n
-    freezes the first n top-level blocks (layers with parameters, in order). Frozen batch-norm
+    freezes the first n blocks (layers with parameters in order, a batch norm counted with the
+    layer before it; see `_blocks`). Frozen batch-norm
     layers stay in eval mode, so their running statistics do not move either. The `init` group
     applies to the new output layer only (see `initializable`).
     """
@@ -100,13 +146,13 @@ class Transfer(nn.Module):
         setattr(parent, attribute, head)
         # plain references (not submodules), so each parameter is registered once, under net.*
         self.__dict__["head"] = head
-        blocks = [m for m in self.net.children() if any(True for _ in m.parameters())]
+        blocks = _blocks(self.net, head)
         if freeze == "all":
-            frozen = [m for m in blocks if m is not head]
+            frozen = _all_but(self.net, head)
         elif freeze == "none":
             frozen = []
         elif isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze < len(blocks):
-            frozen = blocks[:freeze]
+            frozen = [m for block in blocks[:freeze] for m in block]
         else:
             raise ConfigError(
                 f"model.freeze must be all, none or an integer in [0, {len(blocks)}), got {freeze!r}."
@@ -114,6 +160,9 @@ class Transfer(nn.Module):
         self.__dict__["frozen"] = frozen
         for module in frozen:
             module.requires_grad_(False)
+        # Lightning keeps each module's mode as built (it does not call train() at fit start),
+        # so frozen batch norms are put in eval mode here as well as in train()
+        self.train(self.training)
 
     @property
     def initializable(self) -> nn.Module:
