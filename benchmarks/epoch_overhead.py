@@ -78,7 +78,10 @@ class EpochClock(L.Callback):
         return [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
 
-def compose_cfg(run_dir: Path, epochs: int, batch_size: int, data_dir: str, seed: int):
+def compose_cfg(
+    run_dir: Path, epochs: int, batch_size: int, data_dir: str, seed: int, extra: tuple = ()
+):
+    """The real conf/ composed with Hydra's compose API; `extra` are further overrides."""
     from hydra import compose, initialize_config_dir
 
     from lightdl.paths import conf_dir
@@ -91,6 +94,7 @@ def compose_cfg(run_dir: Path, epochs: int, batch_size: int, data_dir: str, seed
         f"data.data_dir={data_dir}",
         f"seed={seed}",
         "test=false",
+        *extra,
     ]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=overrides)

@@ -22,6 +22,12 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     Extra kwargs are passed at call time (through a partial) so objects such as the DataSpec
     reach the target unchanged rather than converted to OmegaConf nodes.
     """
+    node = cfg[key]
+    if isinstance(node, DictConfig) and "_target_" not in node:
+        raise ConfigError(
+            f"'{key}' has settings ({', '.join(map(str, node))}) but is not a selected option: "
+            "a preset set them and an override replaced its list; select it again or drop them."
+        )
     try:
         if kwargs:
             return instantiate(cfg[key], _partial_=True)(**kwargs)
@@ -148,7 +154,10 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
 
     spec = getattr(data, "spec", data)
     lr_scale = getattr(data, "lr_scale", 1.0)
-    probe = data.train_probe() if hasattr(data, "train_probe") else None
+    size = cfg.get("train_probe", 1000)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
+    probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
     if "weight_decay" in (cfg.regularizer or {}) and cfg.optimizer._target_.endswith("AdamW"):
         raise ConfigError(
             "optimizer=adamw already decays weights (optimizer.weight_decay); use "

@@ -1,0 +1,175 @@
+"""Training throughput (images/second) of a CNN through lightdl against a plain PyTorch loop.
+
+What it measures, in one process, on the same data, seed, batch size and thread count:
+
+  (a) lightdl: `model=cnn` with its default blocks (conv3x3(32) -> ReLU -> maxpool2,
+      conv3x3(64) -> ReLU -> maxpool2, dense 128, output), Adam lr 1e-3, cross-entropy,
+      Fashion-MNIST with `standardize`, composed from the real conf/ and run through
+      `lightdl.train.train` -- Lightning Trainer, default callbacks, logger and the per-epoch
+      training probe all on (see epoch_overhead.py, whose clock and runner this script reuses).
+  (b) plain: the same network written as one nn.Sequential (same initial weights), torch.optim.Adam,
+      over the DataModule's own in-memory tensors, batches gathered with index_select.
+
+On a machine with a GPU both run there with the data resident on the device (lightdl moves its
+in-memory splits to the device once; the plain loop does the same with .to(device)).
+
+Throughput = training images / (epoch time - validation time): the training pass plus all
+end-of-epoch work except validation. The first epoch of each run is warm-up and is discarded.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/cnn_throughput.py
+    .venv/bin/python benchmarks/cnn_throughput.py --train-per-class 5500 --epochs 3   # full split
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from epoch_overhead import DATA_DIR, compose_cfg, run_lightdl
+from torch import nn
+
+TARGET = 1.10
+
+
+def plain_cnn(channels: int, side: int, num_classes: int) -> nn.Sequential:
+    """conf/model/cnn.yaml's default network, written out by hand."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * (side // 4) ** 2, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def run_plain(datamodule, epochs, batch_size, lr, seed, device):
+    """(epoch seconds, validation seconds, last val/acc) of the plain loop."""
+    x_train, y_train = (t.to(device) for t in datamodule.splits["train"])
+    x_val, y_val = (t.to(device) for t in datamodule.splits["val"])
+    channels, side, _ = datamodule.spec.input_shape
+    torch.manual_seed(seed)
+    model = plain_cnn(channels, side, datamodule.spec.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    n, eval_bs = len(x_train), datamodule.eval_batch_size
+    times, val_times, acc = [], [], float("nan")
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        generator = torch.Generator().manual_seed(datamodule.split_seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=generator).to(device)
+        for i in range(0, n, batch_size):
+            index = order[i : i + batch_size]
+            loss = loss_fn(model(x_train.index_select(0, index)), y_train.index_select(0, index))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        val_start = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            correct = sum(
+                (model(x_val[i : i + eval_bs]).argmax(1) == y_val[i : i + eval_bs]).sum()
+                for i in range(0, len(x_val), eval_bs)
+            )
+        acc = correct.item() / len(x_val)
+        end = time.perf_counter()
+        times.append(end - start)
+        val_times.append(end - val_start)
+    return times, val_times, acc
+
+
+def same_init(cfg, datamodule, seed: int) -> bool:
+    """lightdl's CNN after seed_everything(seed) holds plain_cnn's weights after manual_seed(seed)."""
+    from lightdl import build
+
+    L.seed_everything(seed, verbose=False)
+    ours = list(build.build_net(cfg, datamodule.spec, []).parameters())
+    torch.manual_seed(seed)
+    channels, side, _ = datamodule.spec.input_shape
+    theirs = list(plain_cnn(channels, side, datamodule.spec.num_classes).parameters())
+    return len(ours) == len(theirs) and all(
+        torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (first is warm-up)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=2000,
+        help="training images per class (Fashion-MNIST has 5,500 after the val split)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="alternating (lightdl, plain) rounds")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data-dir", default=DATA_DIR)
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
+
+    from lightdl import build
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    extra = ("model=cnn", f"data.train_per_class={args.train_per_class}")
+    settings = (args.epochs, args.batch_size, args.data_dir, args.seed, extra)
+
+    tmp = Path(tempfile.mkdtemp(prefix="lightdl-cnn-throughput-"))
+    cfg = compose_cfg(tmp / "probe", *settings)
+    datamodule = build.build_datamodule(cfg)
+    n = len(datamodule.splits["train"][0])
+    lr = float(cfg.optimizer.lr)
+    print(
+        f"torch {torch.__version__}, lightning {L.__version__}, "
+        f"threads {torch.get_num_threads()}, device {device}"
+    )
+    print(
+        f"{n} training images, batch {args.batch_size}, lr {lr}, "
+        f"same initial weights: {same_init(cfg, datamodule, args.seed)}"
+    )
+
+    ours, theirs = [], []
+    for r in range(args.rounds):
+        run_dir = tmp / f"round{r}"
+        times, val, result = run_lightdl(compose_cfg(run_dir, *settings), run_dir)
+        ours += [n / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
+        print(
+            f"round {r + 1} lightdl: {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
+            f"val/acc={result['metrics'].get('val/acc', float('nan')):.4f}"
+        )
+        times, val, acc = run_plain(datamodule, args.epochs, args.batch_size, lr, args.seed, device)
+        theirs += [n / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
+        print(
+            f"round {r + 1} plain  : {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
+            f"val/acc={acc:.4f}"
+        )
+
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print()
+    print(f"lightdl : {a:,.0f} images/s")
+    print(f"plain   : {b:,.0f} images/s")
+    print(
+        f"ratio   : {b / a:.3f} (plain/lightdl throughput = lightdl/plain time; target <= {TARGET})"
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
