@@ -135,3 +135,22 @@ def test_trains_on_digits(tmp_path, overrides, epochs):
 
     fit_net(tmp_path, *overrides, callbacks=[Record()], epochs=epochs)
     assert len(losses) == epochs and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_reconstruction_decoder_trains_through_its_auxiliary_loss(tmp_path):
+    """model.reconstruction=true: the decoder's error joins the loss (train/aux_loss) and falls."""
+    import lightning as L
+
+    aux = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            aux.append(float(trainer.callback_metrics["train/aux_loss"]))
+
+    overrides = ("model=capsnet", "loss=margin", "model.conv_channels=16", "preprocess=none")
+    net, _ = fit_net(tmp_path, *overrides, "model.reconstruction=true", callbacks=[Record()])
+    assert len(aux) == 3 and aux[-1] < 0.8 * aux[0], aux
+    cfg = make_cfg(tmp_path, *overrides, "model.reconstruction=true")
+    L.seed_everything(0, verbose=False)
+    untrained = build.build_net(cfg, DataSpec((1, 8, 8), 10, "image"), [])
+    assert not torch.equal(untrained.decoder[0].weight, net.decoder[0].weight)  # only aux moves it

@@ -77,8 +77,8 @@ class CapsNet(nn.Module):
     reconstruction=true adds the paper's decoder: an MLP (512, 1024, sigmoid) from the class
     capsules with all but one masked to zero to the flattened image. `reconstruct` and
     `reconstruction_loss` (0.0005 * summed squared error, masked by the true class) compute it,
-    but the loss group only sees (scores, target), so no training path adds that term yet: with
-    reconstruction=true the decoder is built and usable, and training is unchanged.
+    and the training task adds it to the loss (`auxiliary_loss`, logged as train/aux_loss), so
+    the capsules are pushed to encode the image, as in the paper.
     """
 
     def __init__(
@@ -151,6 +151,8 @@ class CapsNet(nn.Module):
             else None
         )
         self.last_coupling: torch.Tensor | None = None
+        self.has_auxiliary_loss = reconstruction
+        self._last_capsules: torch.Tensor | None = None
 
     def primary_capsules(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, num_primary, primary_dim), squashed."""
@@ -169,7 +171,19 @@ class CapsNet(nn.Module):
         return v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return capsule_lengths(self.capsules(x))
+        v = self.capsules(x)
+        if self.decoder is not None and self.training:
+            self._last_capsules = v  # for auxiliary_loss in the same training step
+        return capsule_lengths(v)
+
+    def auxiliary_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The reconstruction term for the batch of the last training forward pass."""
+        v, self._last_capsules = self._last_capsules, None
+        if v is None or len(v) != len(x):
+            raise RuntimeError(
+                "auxiliary_loss must follow a training forward pass on the same batch."
+            )
+        return self.reconstruction_error(v, x, target)
 
     def reconstruct(self, v: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the capsule of `target` (or of the longest class) to an image of the input's shape."""
@@ -187,7 +201,12 @@ class CapsNet(nn.Module):
 
         Inputs are compared as given; the decoder's sigmoid assumes pixels in [0, 1].
         """
-        image = self.reconstruct(self.capsules(x), target)
+        return self.reconstruction_error(self.capsules(x), x, target, scale)
+
+    def reconstruction_error(
+        self, v: torch.Tensor, x: torch.Tensor, target: torch.Tensor, scale: float = 0.0005
+    ) -> torch.Tensor:
+        image = self.reconstruct(v, target)
         return scale * ((image - x) ** 2).flatten(1).sum(dim=1).mean()
 
 

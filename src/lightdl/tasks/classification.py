@@ -56,8 +56,10 @@ class ClassificationTask(L.LightningModule):
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(2)
         )
-        # [sum of loss * batch size, correct predictions, examples, sum of penalty] this epoch
-        self.register_buffer("train_sums", torch.zeros(4), persistent=False)
+        # a model's own extra training term (capsnet's reconstruction), from its last forward pass
+        self.has_aux = bool(getattr(net, "has_auxiliary_loss", False))
+        # [sum of loss * batch size, correct predictions, examples, sum of penalty, sum of aux]
+        self.register_buffer("train_sums", torch.zeros(5), persistent=False)
         # a fixed sample of the training split, scored in eval mode after each validation pass
         self.has_probe = train_probe is not None
         if self.has_probe:
@@ -69,6 +71,7 @@ class ClassificationTask(L.LightningModule):
         return (
             self.base_metrics
             + (("train/penalty",) if self.penalties else ())
+            + (("train/aux_loss",) if self.has_aux else ())
             + (("train/eval_acc", "train/eval_loss") if self.has_probe else ())
         )
 
@@ -97,15 +100,18 @@ class ClassificationTask(L.LightningModule):
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
         penalty = sum(r.penalty(self.penalized) for r in self.penalties) if self.penalties else 0
+        aux = self.net.auxiliary_loss(x, y) if self.has_aux else 0
         with torch.no_grad():
             self.train_sums[0] += loss.detach() * len(y)
             self.train_sums[1] += (logits.argmax(dim=-1) == y).sum()
             self.train_sums[2] += len(y)
             if self.penalties:
                 self.train_sums[3] += penalty.detach() * len(y)
+            if self.has_aux:
+                self.train_sums[4] += aux.detach() * len(y)
         if batch_idx + 1 == self.trainer.num_training_batches:
             self._log_train_epoch()
-        return loss + penalty
+        return loss + penalty + aux
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         for regularizer in self.step_hooks:
@@ -139,13 +145,15 @@ class ClassificationTask(L.LightningModule):
         train/loss is the data loss alone so runs with and without a penalty compare directly;
         the penalty added to it for the gradient is logged as train/penalty.
         """
-        loss_sum, correct, count, penalty_sum = self.train_sums
+        loss_sum, correct, count, penalty_sum, aux_sum = self.train_sums
         self.log("train/loss", loss_sum / count, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/acc", correct / count, on_step=False, on_epoch=True, batch_size=1)
         if self.penalties:
             self.log(
                 "train/penalty", penalty_sum / count, on_step=False, on_epoch=True, batch_size=1
             )
+        if self.has_aux:
+            self.log("train/aux_loss", aux_sum / count, on_step=False, on_epoch=True, batch_size=1)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
 
