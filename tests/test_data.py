@@ -169,3 +169,34 @@ def test_toy_data_shapes(tmp_path):
     for name, shape, classes in (("digits", (1, 8, 8), 10), ("moons", (2,), 2), ("xor", (2,), 2)):
         spec = build.build_datamodule(make_cfg(tmp_path, f"data={name}")).spec
         assert (spec.input_shape, spec.num_classes) == (shape, classes)
+
+
+def test_splits_move_to_the_trainers_device_once_and_stay(tmp_path):
+    """Device-resident data: the loaders hand out batches already on the trainer's device.
+
+    The 'meta' device stands in for a GPU (this machine has none): only where tensors live is checked.
+    """
+    from types import SimpleNamespace
+
+    from conftest import make_cfg
+
+    from lightdl import build
+
+    datamodule = build.build_datamodule(make_cfg(tmp_path))
+    datamodule.setup()
+    cpu_x = datamodule.splits["train"][0]
+    xb, _ = next(iter(datamodule.train_dataloader()))  # no trainer: stays where it is
+    assert xb.device.type == "cpu" and datamodule.splits["train"][0] is cpu_x
+    datamodule.trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("meta")), current_epoch=0
+    )
+    for split, loader in (
+        ("train", datamodule.train_dataloader),
+        ("val", datamodule.val_dataloader),
+    ):
+        xb, yb = next(iter(loader()))
+        assert xb.device.type == yb.device.type == "meta"
+        assert datamodule.splits[split][0].device.type == "meta"  # moved once, kept there
+    moved = datamodule.splits["train"][0]
+    datamodule.train_dataloader()
+    assert datamodule.splits["train"][0] is moved  # a second epoch does not copy again

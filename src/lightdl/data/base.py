@@ -191,14 +191,28 @@ class InMemoryDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer.current_epoch if trainer is not None else 0
 
+    def resident(self, split: str) -> Split:
+        """The split's tensors on the trainer's device, moved there once and kept there.
+
+        On a GPU the whole split lives in device memory, so a batch is an index_select on the
+        device (no host-to-device copy per step); on the CPU nothing moves.
+        """
+        x, y = self.splits[split]
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else x.device
+        if x.device != device:
+            x, y = x.to(device), y.to(device)
+            self.splits[split] = (x, y)
+        return x, y
+
     def train_dataloader(self) -> TensorBatches:
-        x, y = self.splits["train"]
+        x, y = self.resident("train")
         return TensorBatches(
             x, y, self.train_batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch
         )
 
     def val_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["val"], self.eval_batch_size)
+        return TensorBatches(*self.resident("val"), self.eval_batch_size)
 
     def test_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["test"], self.eval_batch_size)
+        return TensorBatches(*self.resident("test"), self.eval_batch_size)
