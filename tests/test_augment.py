@@ -258,3 +258,31 @@ def test_training_with_augment_learns_and_never_augments_evaluation(tmp_path):
     seen_train = torch.cat(seen.train).flatten(1)
     distance = torch.cdist(seen_train, train_x.flatten(1)).min(dim=1).values
     assert float((distance > 1e-4).float().mean()) > 0.5  # training inputs were augmented
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_each_option_trains_a_small_cnn_with_falling_loss(tmp_path, option):
+    """20 Adam steps of a small CNN on 256 digits, every batch through the augmentation."""
+    digit_sized = {"crop": ["augment.crop.padding=1"]}  # 4 pixels of padding is for 32x32 CIFAR
+    cfg = make_cfg(
+        tmp_path,
+        f"augment=[{option}]",
+        *digit_sized.get(option, []),
+        "model=cnn",
+        "model.blocks=[{filters:8,kernel:3},{filters:16,kernel:3}]",
+        "model.head=[32]",
+    )
+    datamodule = build.build_datamodule(cfg)
+    (augment,) = build.build_augment(cfg, datamodule.spec)
+    torch.manual_seed(0)
+    net = build.build_net(cfg, datamodule.spec, [])
+    x, y = (t[:256] for t in datamodule.splits["train"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(20):
+        loss = F.cross_entropy(net(augment(x)), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0], losses
