@@ -19,7 +19,7 @@ end-of-epoch work except validation. The first epoch of each run is warm-up and 
 Run from the repository root:
 
     .venv/bin/python benchmarks/cnn_throughput.py
-    .venv/bin/python benchmarks/cnn_throughput.py --train-per-class 5500 --epochs 3   # full split
+    .venv/bin/python benchmarks/cnn_throughput.py --train-per-class 0   # the whole training split
 """
 
 from __future__ import annotations
@@ -113,12 +113,19 @@ def main() -> None:
         "--train-per-class",
         type=int,
         default=2000,
-        help="training images per class (Fashion-MNIST has 5,500 after the val split)",
+        help="training images per class; 0 = the whole training split (55,000 images)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="alternating (lightdl, plain) rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data-dir", default=DATA_DIR)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra lightdl override that leaves the network alone (e.g. train_probe=0)",
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
@@ -128,7 +135,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    extra = ("model=cnn", f"data.train_per_class={args.train_per_class}")
+    extra = ("model=cnn", *args.set)
+    if args.train_per_class:
+        extra += (f"data.train_per_class={args.train_per_class}",)
     settings = (args.epochs, args.batch_size, args.data_dir, args.seed, extra)
 
     tmp = Path(tempfile.mkdtemp(prefix="lightdl-cnn-throughput-"))

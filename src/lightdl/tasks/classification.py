@@ -128,7 +128,7 @@ class ClassificationTask(L.LightningModule):
             return
         correct = torch.zeros((), device=self.probe_y.device)
         loss = torch.zeros((), device=self.probe_y.device)
-        for x, y in zip(self.probe_x.split(1024), self.probe_y.split(1024), strict=True):
+        for x, y in zip(self.probe_x.split(256), self.probe_y.split(256), strict=True):
             logits = self.net(x)
             correct += (logits.argmax(dim=-1) == y).sum()
             loss += self.eval_loss_fn(logits, y) * len(y)
