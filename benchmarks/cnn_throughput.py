@@ -7,8 +7,9 @@ What it measures, in one process, on the same data, seed, batch size and thread 
       Fashion-MNIST with `standardize`, composed from the real conf/ and run through
       `lightdl.train.train` -- Lightning Trainer, default callbacks, logger and the per-epoch
       training probe all on (see epoch_overhead.py, whose clock and runner this script reuses).
-  (b) plain: the same network written as one nn.Sequential (same initial weights), torch.optim.Adam,
-      over the DataModule's own in-memory tensors, batches gathered with index_select.
+  (b) plain: the same network written as one nn.Sequential (same initial weights), trained by
+      epoch_overhead.run_plain (torch.optim.Adam over the DataModule's own in-memory tensors,
+      batches gathered with index_select, loss and accuracy summed on the device).
 
 On a machine with a GPU both run there with the data resident on the device (lightdl moves its
 in-memory splits to the device once; the plain loop does the same with .to(device)).
@@ -28,12 +29,11 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from epoch_overhead import DATA_DIR, compose_cfg, run_lightdl
+from epoch_overhead import DATA_DIR, compose_cfg, run_lightdl, run_plain
 from torch import nn
 
 TARGET = 1.10
@@ -55,40 +55,9 @@ def plain_cnn(channels: int, side: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def run_plain(datamodule, epochs, batch_size, lr, seed, device):
-    """(epoch seconds, validation seconds, last val/acc) of the plain loop."""
-    x_train, y_train = (t.to(device) for t in datamodule.splits["train"])
-    x_val, y_val = (t.to(device) for t in datamodule.splits["val"])
-    channels, side, _ = datamodule.spec.input_shape
-    torch.manual_seed(seed)
-    model = plain_cnn(channels, side, datamodule.spec.num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    n, eval_bs = len(x_train), datamodule.eval_batch_size
-    times, val_times, acc = [], [], float("nan")
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        generator = torch.Generator().manual_seed(datamodule.split_seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=generator).to(device)
-        for i in range(0, n, batch_size):
-            index = order[i : i + batch_size]
-            loss = loss_fn(model(x_train.index_select(0, index)), y_train.index_select(0, index))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        val_start = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            correct = sum(
-                (model(x_val[i : i + eval_bs]).argmax(1) == y_val[i : i + eval_bs]).sum()
-                for i in range(0, len(x_val), eval_bs)
-            )
-        acc = correct.item() / len(x_val)
-        end = time.perf_counter()
-        times.append(end - start)
-        val_times.append(end - val_start)
-    return times, val_times, acc
+def cnn_for(spec) -> nn.Sequential:
+    channels, side, _ = spec.input_shape
+    return plain_cnn(channels, side, spec.num_classes)
 
 
 def same_init(cfg, datamodule, seed: int) -> bool:
@@ -98,8 +67,7 @@ def same_init(cfg, datamodule, seed: int) -> bool:
     L.seed_everything(seed, verbose=False)
     ours = list(build.build_net(cfg, datamodule.spec, []).parameters())
     torch.manual_seed(seed)
-    channels, side, _ = datamodule.spec.input_shape
-    theirs = list(plain_cnn(channels, side, datamodule.spec.num_classes).parameters())
+    theirs = list(cnn_for(datamodule.spec).parameters())
     return len(ours) == len(theirs) and all(
         torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)
     )
@@ -163,7 +131,10 @@ def main() -> None:
             f"round {r + 1} lightdl: {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
             f"val/acc={result['metrics'].get('val/acc', float('nan')):.4f}"
         )
-        times, val, acc = run_plain(datamodule, args.epochs, args.batch_size, lr, args.seed, device)
+        times, val, last = run_plain(
+            datamodule, args.epochs, args.batch_size, lr, args.seed, device, make_model=cnn_for
+        )
+        acc = last["val/acc"]
         theirs += [n / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
         print(
             f"round {r + 1} plain  : {', '.join(f'{t:.2f}' for t in times)} s/epoch  "

@@ -145,14 +145,27 @@ def plain_net(input_dim: int, num_classes: int) -> nn.Sequential:
 
 
 def run_plain(
-    datamodule, epochs: int, batch_size: int, lr: float, seed: int, device: torch.device
+    datamodule,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    make_model=None,
 ) -> tuple[list[float], list[float], dict]:
-    """The fairest fast plain loop over the same in-memory tensors."""
+    """The fairest fast plain loop over the same in-memory tensors.
+
+    make_model(spec) builds the network (after torch.manual_seed(seed)); default: plain_net.
+    """
     x_train, y_train = (t.to(device) for t in datamodule.splits["train"])
     x_val, y_val = (t.to(device) for t in datamodule.splits["val"])
     spec = datamodule.spec
     torch.manual_seed(seed)
-    model = plain_net(spec.input_dim, spec.num_classes).to(device)
+    if make_model is None:
+        model = plain_net(spec.input_dim, spec.num_classes)
+    else:
+        model = make_model(spec)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     n, n_val, eval_bs = len(x_train), len(x_val), datamodule.eval_batch_size

@@ -76,7 +76,7 @@ class CapsNet(nn.Module):
 
     reconstruction=true adds the paper's decoder: an MLP (512, 1024, sigmoid) from the class
     capsules with all but one masked to zero to the flattened image. `reconstruct` and
-    `reconstruction_loss` (0.0005 * summed squared error, masked by the true class) compute it,
+    `reconstruction_error` (0.0005 * summed squared error, masked by the true class) compute it,
     and the training task adds it to the loss (`auxiliary_loss`, logged as train/aux_loss), so
     the capsules are pushed to encode the image, as in the paper.
     """
@@ -194,18 +194,13 @@ class CapsNet(nn.Module):
         mask = F.one_hot(target, v.shape[1]).to(v.dtype).unsqueeze(-1)
         return self.decoder((v * mask).flatten(1)).view(-1, *self.spec.input_shape)
 
-    def reconstruction_loss(
-        self, x: torch.Tensor, target: torch.Tensor, scale: float = 0.0005
+    def reconstruction_error(
+        self, v: torch.Tensor, x: torch.Tensor, target: torch.Tensor, scale: float = 0.0005
     ) -> torch.Tensor:
         """The paper's regulariser: scale * sum of squared pixel errors, mean over the batch.
 
         Inputs are compared as given; the decoder's sigmoid assumes pixels in [0, 1].
         """
-        return self.reconstruction_error(self.capsules(x), x, target, scale)
-
-    def reconstruction_error(
-        self, v: torch.Tensor, x: torch.Tensor, target: torch.Tensor, scale: float = 0.0005
-    ) -> torch.Tensor:
         image = self.reconstruct(v, target)
         return scale * ((image - x) ** 2).flatten(1).sum(dim=1).mean()
 

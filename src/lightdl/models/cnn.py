@@ -1,7 +1,7 @@
 """Convolutional networks: blocks of conv -> (batchnorm) -> activation -> pool, then a dense head.
 
 Images (N, C, H, W) use 2-D layers; vector data (N, D) is read as a one-channel signal (N, 1, D)
-by 1-D layers. The helpers here (`feature_map`, `conv`, `pool`, `norm_layer`, `dense_head`) are shared by LeNet,
+by 1-D layers. The helpers here (`feature_map`, `conv`, `pool`, `norm_layer`) are shared by LeNet,
 VGG and ResNet.
 """
 
@@ -16,6 +16,7 @@ from torch import nn
 
 from lightdl.data.spec import DataSpec
 from lightdl.errors import ConfigError
+from lightdl.models.mlp import dense_layers
 
 Activation = Callable[[], nn.Module]
 Size = tuple[int, ...]
@@ -146,30 +147,6 @@ def global_pool_layer(kind: str, size: Size) -> list[nn.Module]:
     return [nn.AdaptiveAvgPool1d(1) if kind == "avg" else nn.AdaptiveMaxPool1d(1)]
 
 
-def dense_head(
-    width: int,
-    head: Sequence[int],
-    num_classes: int,
-    activation: Activation,
-    dropout: float,
-    batchnorm_on: bool = False,
-) -> nn.Sequential:
-    """Linear (-> batchnorm) -> activation (-> dropout) per width in `head`, then the output layer."""
-    layers: list[nn.Module] = []
-    for out in head:
-        unit = activation()
-        pieces = getattr(unit, "widen", 1)
-        layers.append(nn.Linear(width, out * pieces))
-        if batchnorm_on:
-            layers.append(nn.BatchNorm1d(out * pieces))
-        layers.append(unit)
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = out
-    layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
-
-
 def _block_settings(i: int, block: Mapping) -> dict:
     block = dict(block)
     unknown = sorted(set(block) - set(BLOCK_KEYS))
@@ -243,4 +220,6 @@ class CNN(nn.Sequential):
         super().__init__()
         self.out_shape = (channels, *size)  # the last conv block's map, before any global pool
         self.features = nn.Sequential(*layers)
-        self.classifier = dense_head(flat, head, spec.num_classes, activation, dropout, batchnorm)
+        self.classifier = nn.Sequential(
+            *dense_layers(flat, head, spec.num_classes, activation, dropout, batchnorm)
+        )

@@ -48,6 +48,33 @@ class Perceptron(nn.Sequential):
         return ((fired - one_hot) * scores).sum(dim=-1).mean()
 
 
+def dense_layers(
+    width: int,
+    hidden: Sequence[int],
+    num_classes: int,
+    activation: Callable[[], nn.Module],
+    dropout: float = 0.0,
+    batchnorm: bool = False,
+) -> list[nn.Module]:
+    """Linear (-> batchnorm) -> activation (-> dropout) per width in `hidden`, then the output layer.
+
+    A maxout activation (`widen` = k) makes the linear layer before it k times wider.
+    """
+    layers: list[nn.Module] = []
+    for out in hidden:
+        unit = activation()
+        pieces = getattr(unit, "widen", 1)
+        layers.append(nn.Linear(width, out * pieces))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(out * pieces))
+        layers.append(unit)
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = out
+    layers.append(nn.Linear(width, num_classes))
+    return layers
+
+
 class MLP(nn.Sequential):
     """Linear (-> batchnorm) -> activation (-> dropout) per width in `hidden`, then a linear head.
 
@@ -68,17 +95,7 @@ class MLP(nn.Sequential):
             raise ConfigError(
                 f"regularizer={which} acts on hidden layers, but model.hidden is empty."
             )
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = spec.input_dim
-        for out in hidden:
-            unit = activation()
-            pieces = getattr(unit, "widen", 1)
-            layers.append(nn.Linear(width, out * pieces))
-            if batchnorm:
-                layers.append(nn.BatchNorm1d(out * pieces))
-            layers.append(unit)
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = out
-        layers.append(nn.Linear(width, spec.num_classes))
-        super().__init__(*layers)
+        layers = dense_layers(
+            spec.input_dim, hidden, spec.num_classes, activation, dropout, batchnorm
+        )
+        super().__init__(nn.Flatten(), *layers)

@@ -61,6 +61,13 @@ class _Sequence(nn.Module):
     """Shared by the recurrent classifiers: read the input as (batch, steps, features), pool the
     per-step outputs (`last`, `mean`, `max` or `attention`), dropout, linear head."""
 
+    def _read(self, spec: DataSpec, cell: str, output: str, hidden_size: int) -> int:
+        """Check the options, remember the step count; the features per step."""
+        _check(cell, output)
+        self.steps, features = as_sequence(spec)
+        self.hidden_size = hidden_size
+        return features
+
     def _setup_head(self, spec: DataSpec, width: int, output: str, dropout: float) -> None:
         self.output = output
         self.width = width
@@ -108,9 +115,7 @@ class Recurrent(_Sequence):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(cell, output)
-        self.steps, features = as_sequence(spec)
-        self.hidden_size = hidden_size
+        features = self._read(spec, cell, output, hidden_size)
         self.rnn = CELLS[cell](
             features,
             hidden_size,
@@ -150,11 +155,9 @@ class Pyramidal(_Sequence):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(cell, output)
+        features = self._read(spec, cell, output, hidden_size)
         if num_layers < 1:
             raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}.")
-        self.steps, features = as_sequence(spec)
-        self.hidden_size = hidden_size
         self.bidirectional = bidirectional
         width = hidden_size * (2 if bidirectional else 1)
         self.layers = nn.ModuleList()
