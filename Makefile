@@ -17,16 +17,17 @@ setup: $(PY) data
 	$(PY) -m pip install --quiet "$(TORCH)"   # the CPU build first, so nothing pulls a CUDA one
 	$(PY) -m pip install --quiet -e ".[dev]"
 
-# Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available; otherwise lightdl
-# downloads it (with checksums) on first use.
+# Offline data from Debian where apt is available: Fashion-MNIST (dataset-fashion-mnist) and English
+# text (fortunes, the default corpus of data=chars, text_topics and words). Without apt, lightdl
+# downloads Fashion-MNIST (with checksums) on first use; text data then needs data.path.
 data:
-	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
-	  echo "Fashion-MNIST: found in /usr/share/datasets/fashion-mnist"; \
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -d /usr/share/games/fortunes ]; then \
+	  echo "data: Fashion-MNIST and fortunes found under /usr/share"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
-	    || echo "Fashion-MNIST: apt-get failed; lightdl will download it on first use"; \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist fortunes >/dev/null) \
+	    || echo "data: apt-get failed; lightdl will download Fashion-MNIST on first use"; \
 	else \
-	  echo "Fashion-MNIST: no apt as root here; lightdl will download it on first use"; \
+	  echo "data: no apt as root here; lightdl will download Fashion-MNIST on first use"; \
 	fi
 
 train:

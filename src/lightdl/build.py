@@ -144,20 +144,24 @@ def build_loss(cfg: DictConfig, net, regularizers: list[Regularizer]):
     return make(cfg, "loss", **loss_kwargs) if loss_kwargs else make(cfg, "loss")
 
 
+TASKS = {  # DataSpec.task -> the LightningModule that trains it
+    "classification": "lightdl.tasks.classification.ClassificationTask",
+    "language_model": "lightdl.tasks.language_model.LanguageModelTask",
+    "seq2seq": "lightdl.tasks.seq2seq.Seq2SeqTask",
+    "skipgram": "lightdl.tasks.skipgram.SkipGramTask",
+}
+
+
 def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L.LightningModule:
-    """The LightningModule for `net`.
+    """The LightningModule for `net`, chosen by the data's task (spec.task).
 
     `data` is the DataModule, whose spec, lr_scale (data.scale_lr_with_batch) and training probe
     the task uses, or just a DataSpec (no lr scaling, no probe).
     """
-    from lightdl.tasks.classification import ClassificationTask
+    from hydra.utils import get_class
 
     spec = getattr(data, "spec", data)
     lr_scale = getattr(data, "lr_scale", 1.0)
-    size = cfg.get("train_probe", 1000)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
-    probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
     if "weight_decay" in (cfg.regularizer or {}) and cfg.optimizer._target_.endswith("AdamW"):
         raise ConfigError(
             "optimizer=adamw already decays weights (optimizer.weight_decay); use "
@@ -173,19 +177,25 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         scheduler = make(cfg_without_keys, "scheduler")  # argument errors now, not at fit time
         if "max_lr" in scheduler.keywords and lr_scale != 1.0:  # onecycle sets the lr itself
             scheduler = functools.partial(scheduler, max_lr=scheduler.keywords["max_lr"] * lr_scale)
-    return ClassificationTask(
+    common = dict(
         net=net,
         loss_fn=build_loss(cfg, net, regularizers),
         eval_loss_fn=build_loss(cfg, net, []),  # label smoothing trains; val/loss stays comparable
-        num_classes=spec.num_classes,
         optimizer=_scaled(make(cfg, "optimizer"), lr_scale),
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
         regularizers=regularizers,
-        train_probe=probe,
         augment=build_augment(cfg, spec),
     )
+    task_cls = get_class(TASKS[spec.task])
+    if spec.task != "classification":
+        return task_cls(**common, **task_cls.options(cfg, data))
+    size = cfg.get("train_probe", 1000)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
+    probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
+    return task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
 
 
 def _scaled(optimizer: functools.partial, lr_scale: float) -> functools.partial:

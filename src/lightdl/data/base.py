@@ -94,10 +94,25 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.label_noise:
             x, y = splits["train"]
             splits["train"] = (x, self._corrupt(y))
+        if self.kind == "tokens":
+            self._skip_preprocess()
         if self.preprocess is not None:
             self.preprocess.fit(splits["train"][0])
             splits = {k: (self.preprocess(x), y) for k, (x, y) in splits.items()}
         self.splits = {k: (x.contiguous(), y.contiguous()) for k, (x, y) in splits.items()}
+
+    def _skip_preprocess(self) -> None:
+        """Token ids are not preprocessed: the default (standardize) and none are passed over,
+        any other preprocess option is refused, since it would silently do nothing."""
+        from lightdl.data.preprocess import Identity, Standardize
+        from lightdl.errors import ConfigError
+
+        if self.preprocess is not None and not isinstance(self.preprocess, Identity | Standardize):
+            raise ConfigError(
+                f"preprocess={type(self.preprocess).__name__} applies to real-valued inputs, but "
+                "this data is token ids; use preprocess=none."
+            )
+        self.preprocess = None
 
     def _check_classes(self) -> None:
         from lightdl.errors import ConfigError

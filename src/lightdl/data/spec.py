@@ -10,7 +10,12 @@ from dataclasses import dataclass
 class DataSpec:
     """Shapes of one example and of the target space.
 
-    kind: "image" (C, H, W), "vector" (D,), later also "tokens" and "sequence".
+    kind: "image" (C, H, W), "vector" (D,), "tokens" (T,) integer ids in [0, vocab_size) with
+    `pad_id` filling the end of shorter sequences, or "sequence" (T, F) real-valued steps.
+    task: what the targets are, which picks the LightningModule (build.TASKS): "classification"
+    (one class per example), "language_model" (the next token at every step), "seq2seq" (an
+    output token sequence) or "skipgram" (context words of a centre word).
+    vocab: the id -> token strings (tokens data), for decoding samples and queries.
     """
 
     input_shape: tuple[int, ...]
@@ -18,6 +23,9 @@ class DataSpec:
     kind: str
     vocab_size: int | None = None
     seq_len: int | None = None
+    task: str = "classification"
+    pad_id: int = 0
+    vocab: tuple[str, ...] | None = None
 
     @property
     def input_dim(self) -> int:

@@ -1,25 +1,37 @@
-"""Recurrent classifiers (Elman RNN, LSTM, GRU) that read any input as a sequence."""
+"""Recurrent networks (Elman RNN, LSTM, GRU) that read any input as a sequence: image rows,
+vector entries, real-valued steps, or token ids through an embedding (packed when padded).
+
+For classification the per-step outputs are pooled into one vector; for language modelling
+(spec.task == "language_model") every step predicts the next token."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lightdl.data.spec import DataSpec
+from lightdl.data.text import lengths as token_lengths
 from lightdl.errors import ConfigError
+from lightdl.nn.embedding import TokenEmbedding
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 OUTPUTS = ("last", "mean", "max", "attention")
 
 
-def as_sequence(spec: DataSpec) -> tuple[int, int]:
-    """(steps, features per step): images row by row (C*W per row), vectors one feature per step."""
+def as_sequence(spec: DataSpec, embedding_dim: int = 0) -> tuple[int, int]:
+    """(steps, features per step): images row by row (C*W per row), vectors one feature per step,
+    sequences as they are, tokens one embedding vector per step."""
     if spec.kind == "image":
         channels, height, width = spec.input_shape
         return height, channels * width
     if spec.kind == "vector":
         return spec.input_dim, 1
-    raise ValueError(f"recurrent models cannot read data of kind '{spec.kind}' yet")
+    if spec.kind == "sequence":
+        return spec.input_shape[0], spec.input_shape[1]
+    if spec.kind == "tokens":
+        return spec.input_shape[0], embedding_dim
+    raise ValueError(f"recurrent models cannot read data of kind '{spec.kind}'")
 
 
 def _check(cell: str, output: str) -> None:
@@ -51,20 +63,30 @@ class AttentionPool(nn.Module):
         self.score = nn.Linear(width, 1, bias=False)
         self.weights: torch.Tensor | None = None
 
-    def forward(self, out: torch.Tensor) -> torch.Tensor:
-        weights = self.score(torch.tanh(self.proj(out))).squeeze(-1).softmax(dim=1)
+    def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.score(torch.tanh(self.proj(out))).squeeze(-1)
+        if mask is not None:  # padding steps get no weight
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=1)
         self.weights = weights.detach()
         return (weights.unsqueeze(-1) * out).sum(dim=1)
 
 
 class _Sequence(nn.Module):
-    """Shared by the recurrent classifiers: read the input as (batch, steps, features), pool the
-    per-step outputs (`last`, `mean`, `max` or `attention`), dropout, linear head."""
+    """Shared by the recurrent models: read the input as (batch, steps, features) (token ids through
+    an embedding), pool the per-step outputs (`last`, `mean`, `max` or `attention`) or keep them
+    all (language modelling), dropout, linear head."""
 
-    def _read(self, spec: DataSpec, cell: str, output: str, hidden_size: int) -> int:
-        """Check the options, remember the step count; the features per step."""
+    def _read(
+        self, spec: DataSpec, cell: str, output: str, hidden_size: int, embedding: dict | None
+    ) -> int:
+        """Check the options, make the embedding for token data; the features per step."""
         _check(cell, output)
-        self.steps, features = as_sequence(spec)
+        self.per_step = spec.task == "language_model"
+        self.pad_id = spec.pad_id
+        self.embed = TokenEmbedding(spec, **(embedding or {})) if spec.kind == "tokens" else None
+        dim = self.embed.embedding_dim if self.embed is not None else 0
+        self.steps, features = as_sequence(spec, dim)
         self.hidden_size = hidden_size
         return features
 
@@ -73,21 +95,42 @@ class _Sequence(nn.Module):
         self.width = width
         self.attention = AttentionPool(width) if output == "attention" else None
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width, spec.num_classes)
+        self.head = nn.Linear(width, spec.vocab_size if self.per_step else spec.num_classes)
 
     def _as_steps(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            return self.embed(x)
         if x.dim() == 4:  # (N, C, H, W): step t reads image row t across all channels
             x = x.permute(0, 2, 1, 3)
-        return x.reshape(len(x), self.steps, -1)
+        return x.reshape(len(x), x.shape[1] if x.dim() == 3 else self.steps, -1)
 
-    def _pool(self, out: torch.Tensor, bidirectional: bool, hidden_size: int) -> torch.Tensor:
+    def _pool(
+        self,
+        out: torch.Tensor,
+        bidirectional: bool,
+        hidden_size: int,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One vector per sequence; with `lengths`, the padding steps after each end are ignored."""
+        mask = None
+        if lengths is not None:
+            steps = torch.arange(out.shape[1], device=out.device)
+            mask = steps < lengths.to(out.device).unsqueeze(1)
         if self.output == "mean":
-            return out.mean(dim=1)
+            if mask is None:
+                return out.mean(dim=1)
+            return (out * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
         if self.output == "max":
-            return out.amax(dim=1)
+            if mask is None:
+                return out.amax(dim=1)
+            return out.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         if self.output == "attention":
-            return self.attention(out)
-        last = out[:, -1, :hidden_size]  # forward direction: after the last step
+            return self.attention(out, mask)
+        if lengths is None:  # forward direction: after the last step
+            last = out[:, -1, :hidden_size]
+        else:
+            ends = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, hidden_size)
+            last = out[:, :, :hidden_size].gather(1, ends).squeeze(1)
         if bidirectional:  # backward direction: after reading back to the first step
             last = torch.cat([last, out[:, 0, hidden_size:]], dim=1)
         return last
@@ -99,7 +142,10 @@ class Recurrent(_Sequence):
     cell: rnn | lstm | gru. The Elman RNN uses tanh; the activation group does not apply inside cells.
     forget_bias: initial bias of the LSTM forget gate (1.0 lets gradients flow through time early on).
     output: last (the final hidden state; both ends when bidirectional), mean or max over time, or
-    attention (learned weights over the steps).
+    attention (learned weights over the steps). Language models predict at every step instead.
+    embedding: for token data, {dim, init, freeze} of the TokenEmbedding (init: saved word vectors).
+    packed: for token data, run the cells on packed sequences so padding never enters the state
+    (the lengths are read from the padding); off, padded steps are processed like any other.
     """
 
     def __init__(
@@ -111,11 +157,19 @@ class Recurrent(_Sequence):
         bidirectional: bool = False,
         forget_bias: float = 1.0,
         output: str = "last",
+        embedding: dict | None = None,
+        packed: bool = True,
         activation=None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        features = self._read(spec, cell, output, hidden_size)
+        features = self._read(spec, cell, output, hidden_size, embedding)
+        if self.per_step and bidirectional:
+            raise ConfigError(
+                "model.bidirectional=true cannot predict the next token: the backward direction "
+                "has already read it; use a unidirectional model for language modelling."
+            )
+        self.packed = packed and self.embed is not None and not self.per_step
         self.rnn = CELLS[cell](
             features,
             hidden_size,
@@ -129,9 +183,27 @@ class Recurrent(_Sequence):
         self._setup_head(spec, hidden_size * (2 if bidirectional else 1), output, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self._as_steps(x))
-        pooled = self._pool(out, self.rnn.bidirectional, self.hidden_size)
+        if self.per_step:
+            return self.step_logits(x)[0]
+        steps = self._as_steps(x)
+        lengths = None
+        if self.packed:
+            lengths = token_lengths(
+                x, self.pad_id
+            ).cpu()  # pack_padded_sequence wants them on the CPU
+            packed = pack_padded_sequence(steps, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps.shape[1])
+        else:
+            out, _ = self.rnn(steps)
+        pooled = self._pool(out, self.rnn.bidirectional, self.hidden_size, lengths)
         return self.head(self.dropout(pooled))
+
+    def step_logits(self, x: torch.Tensor, state=None):
+        """(N, T, vocab) next-token logits for every step, and the state after the last step
+        (pass it back in to continue the sequence: sampling one token at a time)."""
+        out, state = self.rnn(self._as_steps(x), state)
+        return self.head(self.dropout(out)), state
 
 
 class Pyramidal(_Sequence):
@@ -151,11 +223,17 @@ class Pyramidal(_Sequence):
         bidirectional: bool = True,
         forget_bias: float = 1.0,
         output: str = "last",
+        embedding: dict | None = None,
         activation=None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        features = self._read(spec, cell, output, hidden_size)
+        features = self._read(spec, cell, output, hidden_size, embedding)
+        if self.per_step:
+            raise ConfigError(
+                "model=pyramidal_rnn shortens the sequence, so it cannot predict every next token; "
+                "use model=lstm, gru or rnn for language modelling."
+            )
         if num_layers < 1:
             raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}.")
         self.bidirectional = bidirectional

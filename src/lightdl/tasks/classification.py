@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightdl.init import weights
-from lightdl.regularizers import Regularizer, overrides
+from lightdl.regularizers import Regularizer
+from lightdl.tasks.base import BaseTask
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(BaseTask):
     """Trains `net` on (x, y) batches; logs loss and accuracy per split and the learning rate.
 
     Training loss and accuracy are summed in a device tensor (no host sync, no per-step
@@ -40,19 +37,17 @@ class ClassificationTask(L.LightningModule):
         train_probe: tuple[torch.Tensor, torch.Tensor] | None = None,
         augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
     ) -> None:
-        super().__init__()
-        self.net = net
-        self.loss_fn = loss_fn
-        self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else loss_fn
-        self.augment = list(augment)  # training batches only, on the batch's device
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.scheduler_monitor = scheduler_monitor
-        self.penalties = [r for r in regularizers if overrides(r, "penalty")]
-        self.input_transforms = [r for r in regularizers if overrides(r, "transform_input")]
-        self.step_hooks = [r for r in regularizers if overrides(r, "before_optimizer_step")]
-        self.penalized = weights(net) if self.penalties or self.step_hooks else []
+        super().__init__(
+            net,
+            loss_fn,
+            optimizer,
+            scheduler,
+            scheduler_interval,
+            scheduler_monitor,
+            regularizers,
+            eval_loss_fn,
+            augment,
+        )
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(2)
         )
@@ -75,9 +70,6 @@ class ClassificationTask(L.LightningModule):
             + (("train/eval_acc", "train/eval_loss") if self.has_probe else ())
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
     def _eval_step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
@@ -93,13 +85,10 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        for transform in self.augment:
-            x = transform(x)
-        for regularizer in self.input_transforms:
-            x = regularizer.transform_input(x, self.trainer)
+        x = self.transformed(x)
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
-        penalty = sum(r.penalty(self.penalized) for r in self.penalties) if self.penalties else 0
+        penalty = self.penalty()
         aux = self.net.auxiliary_loss(x, y) if self.has_aux else 0
         with torch.no_grad():
             self.train_sums[0] += loss.detach() * len(y)
@@ -109,13 +98,9 @@ class ClassificationTask(L.LightningModule):
                 self.train_sums[3] += penalty.detach() * len(y)
             if self.has_aux:
                 self.train_sums[4] += aux.detach() * len(y)
-        if batch_idx + 1 == self.trainer.num_training_batches:
+        if self.is_last_batch(batch_idx):
             self._log_train_epoch()
         return loss + penalty + aux
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for regularizer in self.step_hooks:
-            regularizer.before_optimizer_step(optimizer, self.penalized)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -146,32 +131,10 @@ class ClassificationTask(L.LightningModule):
         the penalty added to it for the gradient is logged as train/penalty.
         """
         loss_sum, correct, count, penalty_sum, aux_sum = self.train_sums
-        self.log("train/loss", loss_sum / count, on_step=False, on_epoch=True, batch_size=1)
-        self.log("train/acc", correct / count, on_step=False, on_epoch=True, batch_size=1)
+        self.log_epoch("train/loss", loss_sum / count)
+        self.log_epoch("train/acc", correct / count)
         if self.penalties:
-            self.log(
-                "train/penalty", penalty_sum / count, on_step=False, on_epoch=True, batch_size=1
-            )
+            self.log_epoch("train/penalty", penalty_sum / count)
         if self.has_aux:
-            self.log("train/aux_loss", aux_sum / count, on_step=False, on_epoch=True, batch_size=1)
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        factory = self.scheduler_factory
-        if (
-            "total_steps" in inspect.signature(factory).parameters
-        ):  # warmup_cosine, onecycle, linear
-            factory = functools.partial(
-                factory, total_steps=int(self.trainer.estimated_stepping_batches)
-            )
-        config = {
-            "scheduler": factory(optimizer),
-            "interval": self.scheduler_interval,
-        }
-        if self.scheduler_monitor:
-            config["monitor"] = self.scheduler_monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+            self.log_epoch("train/aux_loss", aux_sum / count)
+        self.log_lr()

@@ -1,0 +1,77 @@
+"""Token embeddings: a lookup table, optionally started from saved word vectors (skip-gram)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lightdl.data.spec import DataSpec
+from lightdl.errors import ConfigError
+
+
+def load_vectors(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """(tokens, vectors) from a file written by `save_vectors` (model=skipgram writes one)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.embedding.init: no vector file at {path}.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        tokens, vectors = list(saved["itos"]), saved["vectors"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same sentence
+        raise ConfigError(
+            f"model.embedding.init: {path} is not a vector file saved by lightdl ({exc})."
+        ) from exc
+    if vectors.dim() != 2 or len(tokens) != len(vectors):
+        raise ConfigError(
+            f"model.embedding.init: {path} holds {len(tokens)} tokens but vectors "
+            f"of shape {tuple(vectors.shape)}."
+        )
+    return tokens, vectors
+
+
+def save_vectors(path: str | Path, tokens: list[str], vectors: torch.Tensor) -> None:
+    torch.save({"itos": list(tokens), "vectors": vectors.detach().cpu()}, Path(path))
+
+
+class TokenEmbedding(nn.Embedding):
+    """nn.Embedding over the data's vocabulary (row spec.pad_id stays zero).
+
+    init: a vector file (see `save_vectors`); each vocabulary token found in it starts from its
+    saved vector, the others keep their random start. `found` counts the tokens matched.
+    freeze: keep the table fixed during training (requires_grad off).
+    """
+
+    def __init__(
+        self, spec: DataSpec, dim: int = 64, init: str | None = None, freeze: bool = False
+    ) -> None:
+        if spec.vocab_size is None:
+            raise ConfigError(f"an embedding needs token data, but this data is '{spec.kind}'.")
+        if not isinstance(dim, int) or dim < 1:
+            raise ConfigError(f"model.embedding.dim must be an integer >= 1, got {dim!r}.")
+        super().__init__(spec.vocab_size, dim, padding_idx=spec.pad_id)
+        self.found = 0
+        if init is not None:
+            self._load(spec, init)
+        self.weight.requires_grad_(not freeze)
+
+    def _load(self, spec: DataSpec, path: str) -> None:
+        tokens, vectors = load_vectors(path)
+        if vectors.shape[1] != self.embedding_dim:
+            raise ConfigError(
+                f"model.embedding.init: {path} holds {vectors.shape[1]}-dimensional vectors but "
+                f"model.embedding.dim={self.embedding_dim}."
+            )
+        index = {t: i for i, t in enumerate(tokens)}
+        rows = [
+            (i, index[t]) for i, t in enumerate(spec.vocab or ()) if t in index and i != spec.pad_id
+        ]
+        if not rows:
+            raise ConfigError(
+                f"model.embedding.init: no token of this data's vocabulary is in {path}."
+            )
+        ours, theirs = (torch.tensor(r) for r in zip(*rows, strict=True))
+        with torch.no_grad():
+            self.weight[ours] = vectors[theirs].to(self.weight.dtype)
+        self.found = len(rows)

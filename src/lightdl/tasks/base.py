@@ -1,0 +1,104 @@
+"""BaseTask: what every lightdl LightningModule shares (optimizer, lr schedule, regularizer hooks)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from lightdl.init import weights
+from lightdl.regularizers import Regularizer, overrides
+
+
+class BaseTask(L.LightningModule):
+    """Owns `net`, builds the optimizer and lr scheduler from their factories, and runs the
+    regularizers' penalty, input-transform and before-optimizer-step hooks.
+
+    Subclasses implement the steps and list what they log in `logged_metrics` (checked against
+    every `monitor` before training starts).
+    """
+
+    base_metrics: tuple[str, ...] = ("train/loss", "val/loss", "lr")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str | None = None,
+        regularizers: Sequence[Regularizer] = (),
+        eval_loss_fn: nn.Module | None = None,
+        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss_fn = loss_fn
+        self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else loss_fn
+        self.augment = list(augment)  # training batches only, on the batch's device
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
+        self.penalties = [r for r in regularizers if overrides(r, "penalty")]
+        self.input_transforms = [r for r in regularizers if overrides(r, "transform_input")]
+        self.step_hooks = [r for r in regularizers if overrides(r, "before_optimizer_step")]
+        self.penalized = weights(net) if self.penalties or self.step_hooks else []
+
+    @classmethod
+    def options(cls, cfg, data) -> dict[str, Any]:
+        """Keyword arguments this task takes from the composed config and the DataModule, beyond
+        the shared ones (net, losses, optimizer, scheduler, regularizers, augment)."""
+        return {}
+
+    @property
+    def logged_metrics(self) -> tuple[str, ...]:
+        return self.base_metrics + (("train/penalty",) if self.penalties else ())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def transformed(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch's inputs after augmentation and input-noise regularizers."""
+        for transform in self.augment:
+            x = transform(x)
+        for regularizer in self.input_transforms:
+            x = regularizer.transform_input(x, self.trainer)
+        return x
+
+    def penalty(self) -> torch.Tensor | int:
+        return sum(r.penalty(self.penalized) for r in self.penalties) if self.penalties else 0
+
+    def is_last_batch(self, batch_idx: int) -> bool:
+        return batch_idx + 1 == self.trainer.num_training_batches
+
+    def log_epoch(self, name: str, value: torch.Tensor | float) -> None:
+        """One value for the epoch (already reduced by the caller): no per-step logging cost."""
+        self.log(name, value, on_step=False, on_epoch=True, batch_size=1)
+
+    def log_lr(self) -> None:
+        self.log_epoch("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for regularizer in self.step_hooks:
+            regularizer.before_optimizer_step(optimizer, self.penalized)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        factory = self.scheduler_factory
+        if "total_steps" in inspect.signature(factory).parameters:  # warmup_cosine, onecycle, linear
+            factory = functools.partial(
+                factory, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+        config = {"scheduler": factory(optimizer), "interval": self.scheduler_interval}
+        if self.scheduler_monitor:
+            config["monitor"] = self.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
