@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 
 def count_params(module: nn.Module, trainable_only: bool = True) -> int:
@@ -18,6 +19,8 @@ def summarize(model: nn.Module, example: torch.Tensor) -> str:
     def record(name: str):
         def hook(module, _inputs, output):
             out = output[0] if isinstance(output, tuple) else output
+            if isinstance(out, PackedSequence):  # recurrent layers on padded token data
+                out = pad_packed_sequence(out, batch_first=True)[0]
             shape = "(None, " + ", ".join(str(d) for d in out.shape[1:]) + ")"
             params = sum(p.numel() for p in module.parameters())
             rows.append((f"{name} ({type(module).__name__})", shape, params))

@@ -1,0 +1,44 @@
+"""callbacks=grad_norms: per-layer norms, and the global norm's epoch mean and largest value."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from conftest import fit_net
+
+from lightdl.callbacks.grad_norms import GradNorms
+from lightdl.init import weights
+
+
+class RecordGlobalNorm(L.Callback):
+    """The norm of all weight gradients together at every step, recorded independently."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [w.grad.flatten() for w in weights(pl_module) if w.grad is not None]
+        self.norms.append(torch.cat(grads).norm().item())
+
+
+def test_total_and_max_are_the_global_norms_mean_and_peak(tmp_path):
+    record = RecordGlobalNorm()
+    _, trainer = fit_net(tmp_path, callbacks=[GradNorms(), record], epochs=1)
+    logged = trainer.callback_metrics
+    assert len(record.norms) > 5
+    assert abs(float(logged["grad_norm/max"]) - max(record.norms)) < 1e-5 * max(record.norms)
+    mean = sum(record.norms) / len(record.norms)
+    assert abs(float(logged["grad_norm/total"]) - mean) < 1e-4 * mean
+    assert float(logged["grad_norm/max"]) > float(logged["grad_norm/total"])
+
+
+def test_norms_are_measured_before_clipping(tmp_path):
+    """With clip_norm at 0.01 the logged norms still show the raw gradients, far above the cap."""
+    _, trainer = fit_net(
+        tmp_path,
+        "regularizer=[clip_norm]",
+        "regularizer.clip_norm.max_norm=0.01",
+        callbacks=[GradNorms()],
+        epochs=1,
+    )
+    assert float(trainer.callback_metrics["grad_norm/total"]) > 0.1
