@@ -13,10 +13,13 @@ from lightdl.models.mlp import MLP
 from lightdl.paths import options
 
 IMAGE_ONLY = {"lenet", "vgg", "resnet", "capsnet", "stn"}  # 2-D convolutions need (C, H, W)
+TOKENS_ONLY = {"textcnn"}  # reads token ids through an embedding
+# their own tasks (tests/test_seq2seq.py, test_word2vec.py): refused on classification data
+OTHER_TASKS = {"seq2seq", "pointer", "skipgram"}
 EXTRA = {
     "capsnet": ["loss=margin", "model.conv_channels=16"]
 }  # capsule lengths are scored with the margin loss
-LEARNERS = [m for m in options("model") if m != "transfer"]  # transfer: tests/test_transfer.py
+LEARNERS = [m for m in options("model") if m != "transfer" and m not in OTHER_TASKS]  # transfer: tests/test_transfer.py
 
 
 @pytest.mark.parametrize("model", LEARNERS)
@@ -32,10 +35,11 @@ def test_model_learns(tmp_path, model, data):
     )
     torch.manual_seed(0)
     datamodule = build.build_datamodule(cfg)
-    if data == "moons" and model in IMAGE_ONLY:
+    if (data == "moons" and model in IMAGE_ONLY) or model in TOKENS_ONLY:
         with pytest.raises(ConfigError) as info:
             build.build_net(cfg, datamodule.spec, [])
-        assert "image" in str(info.value)  # one sentence saying what the model needs
+        # one sentence saying what the model needs
+        assert ("token" if model in TOKENS_ONLY else "image") in str(info.value)
         return
     net = build.build_net(cfg, datamodule.spec, [])
     loss_fn = build.build_loss(cfg, net, [])
@@ -84,3 +88,23 @@ def test_summary_lists_layers_shapes_and_params():
     text = summarize(MLP(spec, hidden=[32]), torch.zeros(2, 1, 8, 8))
     assert "(None, 32)" in text and "(None, 10)" in text
     assert "Trainable params: 2,410" in text  # 64*32+32 + 32*10+10
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "says"),
+    [
+        ("seq2seq", "digits", "models that do: "),
+        ("skipgram", "digits", "models that do: "),
+        ("lstm", "words", "models that do: skipgram"),
+        ("gru", "sequence_tasks", "models that do: pointer, seq2seq"),
+        ("mlp", "text_topics", "token ids"),
+        ("cnn", "text_topics", "token ids"),
+    ],
+)
+def test_model_and_data_task_must_agree(tmp_path, model, data, says):
+    """A model for another task, or without an embedding for token ids, gets one sentence."""
+    cfg = make_cfg(tmp_path, f"model={model}", f"data={data}")
+    datamodule = build.build_datamodule(cfg)
+    with pytest.raises(ConfigError) as info:
+        build.build_net(cfg, datamodule.spec, [])
+    assert says in str(info.value) and str(info.value).count(". ") == 0

@@ -112,7 +112,67 @@ def _check_accepted(target: str, kwargs: dict, owner: dict[str, str], why: str) 
             )
 
 
+TASK_WORDS = {
+    "classification": "classification (one class per example)",
+    "language_model": "language modelling (the next token at every step)",
+    "seq2seq": "sequence-to-sequence (an output sequence per input)",
+    "skipgram": "skip-gram word vectors",
+}
+
+
+def _choice(group: str) -> str | None:
+    """The option chosen for `group` in the running Hydra app (None outside one, as in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def _models_for(task: str) -> list[str]:
+    """The model options whose class declares `task` (classification when it declares none)."""
+    from hydra.utils import get_class
+
+    from lightdl.paths import conf_dir, options
+
+    found = []
+    for option in options("model"):
+        target = OmegaConf.load(conf_dir() / "model" / f"{option}.yaml").get("_target_")
+        try:
+            if task in getattr(get_class(target), "tasks", ("classification",)):
+                found.append(option)
+        except Exception:  # noqa: BLE001 - an unimportable option is simply not listed
+            continue
+    return found
+
+
+def check_model_fits_data(cfg: DictConfig, spec) -> None:
+    """The model must do the data's task and, for token ids, read them through an embedding.
+
+    Models declare `tasks` (default: classification only) and `reads_tokens` (default: False).
+    """
+    from hydra.utils import get_class
+
+    target = cfg.model._target_
+    try:
+        model_cls = get_class(target)
+    except Exception:  # noqa: BLE001 - instantiation reports a bad target with its own sentence
+        return
+    name = f"model={_choice('model') or target.rsplit('.', 1)[-1]}"
+    tasks = getattr(model_cls, "tasks", ("classification",))
+    if spec.task not in tasks:
+        doing = " or ".join(TASK_WORDS.get(t, t) for t in tasks)
+        raise ConfigError(
+            f"{name} does {doing}, but this data is for {TASK_WORDS.get(spec.task, spec.task)}; "
+            f"models that do: {', '.join(_models_for(spec.task))}."
+        )
+    if spec.kind == "tokens" and not getattr(model_cls, "reads_tokens", False):
+        raise ConfigError(
+            f"{name} reads real-valued inputs, but this data is token ids; use a model with an "
+            "embedding: rnn, lstm, gru, pyramidal_rnn, textcnn or tdnn."
+        )
+
+
 def build_net(cfg: DictConfig, spec, regularizers: list[Regularizer]):
+    check_model_fits_data(cfg, spec)
     model_kwargs, owner = _merged(regularizers, "model_kwargs", cfg)
     _check_accepted(cfg.model._target_, model_kwargs, owner, "that model has no place for")
     activation = make(cfg, "activation")

@@ -148,6 +148,9 @@ class Recurrent(_Sequence):
     (the lengths are read from the padding); off, padded steps are processed like any other.
     """
 
+    tasks = ("classification", "language_model")
+    reads_tokens = True
+
     def __init__(
         self,
         spec: DataSpec,
@@ -213,6 +216,8 @@ class Pyramidal(_Sequence):
     An odd last step is dropped; a sequence already down to one step is not halved further.
     `lengths` records the steps each layer ran over in the last forward pass.
     """
+
+    reads_tokens = True
 
     def __init__(
         self,

@@ -57,6 +57,9 @@ class Decoding(nn.Module):
     target_len: int
     beam_size: int = 1
 
+    tasks = ("seq2seq",)
+    reads_tokens = True
+
     def start(self, x: torch.Tensor) -> tuple[Tensors, Tensors]:
         raise NotImplementedError
 

@@ -71,6 +71,9 @@ class SkipGram(nn.Module):
     activation is not used (the score is a plain dot product).
     """
 
+    tasks = ("skipgram",)
+    reads_tokens = True
+
     def __init__(
         self,
         spec: DataSpec,

@@ -54,6 +54,8 @@ class TextCNN(nn.Module):
     embedding: {dim, init, freeze} of the TokenEmbedding (init: saved word vectors).
     """
 
+    reads_tokens = True
+
     def __init__(
         self,
         spec: DataSpec,
@@ -109,6 +111,8 @@ class TDNN(nn.Module):
     Reads token ids through an embedding ({dim, init, freeze}), real-valued (T, F) sequences as F
     channels, images row by row and vectors entry by entry.
     """
+
+    reads_tokens = True
 
     def __init__(
         self,
