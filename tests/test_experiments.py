@@ -39,7 +39,13 @@ PRESETS = {
     "grad_clipping_rnn": (2, "grad_norm/max"),
     "seq2seq_attention": (4, "val/exact_match"),
 }
-OWN_DATA = {"xor_perceptron", "rnn_vs_lstm", "bidirectional", "grad_clipping_rnn", "seq2seq_attention"}
+OWN_DATA = {
+    "xor_perceptron",
+    "rnn_vs_lstm",
+    "bidirectional",
+    "grad_clipping_rnn",
+    "seq2seq_attention",
+}
 SINGLE_RUNS = {"lstm_fashion", "cnn_fashion", "sentiment_rnn", "char_rnn", "word2vec"}
 
 

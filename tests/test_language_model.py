@@ -14,7 +14,7 @@ from lightdl.callbacks.history import History
 from lightdl.callbacks.text_samples import TextSamples
 from lightdl.data.chars import Chars
 from lightdl.errors import ConfigError
-from lightdl.tasks.language_model import sample
+from lightdl.tasks.language_model import LanguageModelTask, sample
 
 PATTERN = "the cat sat on the mat. "
 PROSE = (
@@ -105,9 +105,12 @@ def test_models_that_cannot_predict_every_next_token_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="bidirectional=true cannot predict the next token"):
         build.build_net(cfg, datamodule.spec, [])
     cfg = make_cfg(tmp_path, "data=chars", f"data.path={path}", "data.seq_len=10", "model=mlp")
-    net = build.build_net(cfg, datamodule.spec, [])
-    with pytest.raises(ConfigError, match="model MLP gives one output per example"):
-        build.build_task(cfg, net, datamodule, [])
+    with pytest.raises(ConfigError, match="language modelling"):
+        build.build_net(cfg, datamodule.spec, [])
+    with pytest.raises(ConfigError, match="gives one output per example"):  # built by hand
+        LanguageModelTask(
+            net=torch.nn.Linear(10, 5), loss_fn=torch.nn.CrossEntropyLoss(), optimizer=None
+        )
 
 
 def test_val_ppl_is_exp_of_the_mean_token_nll_over_the_split(tmp_path):

@@ -19,7 +19,9 @@ OTHER_TASKS = {"seq2seq", "pointer", "skipgram"}
 EXTRA = {
     "capsnet": ["loss=margin", "model.conv_channels=16"]
 }  # capsule lengths are scored with the margin loss
-LEARNERS = [m for m in options("model") if m != "transfer" and m not in OTHER_TASKS]  # transfer: tests/test_transfer.py
+LEARNERS = [
+    m for m in options("model") if m != "transfer" and m not in OTHER_TASKS
+]  # transfer: tests/test_transfer.py
 
 
 @pytest.mark.parametrize("model", LEARNERS)

@@ -75,7 +75,11 @@ def _sweep_name(sweep_dir: str) -> str:
 
 def _report(summary: dict[str, Any], run_dir: Path) -> None:
     metrics = summary.get("metrics", {})
-    shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in ("test/acc", "test/loss") if k in metrics)
+    shown = "  ".join(
+        f"{k}={metrics[k]:.4f}"
+        for k in ("test/acc", "test/loss", "test/ppl", "test/exact_match")
+        if k in metrics
+    )
     reason = summary.get("reason", "")
     print(f"status: {summary['status']}{' - ' + reason if reason else ''}", flush=True)
     if shown:

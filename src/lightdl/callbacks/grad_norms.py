@@ -40,7 +40,9 @@ class GradNorms(L.Callback):
         if self._total is None:
             self._total = pair
         else:
-            self._total = torch.stack([self._total[0] + total, torch.maximum(self._total[1], total)])
+            self._total = torch.stack(
+                [self._total[0] + total, torch.maximum(self._total[1], total)]
+            )
         self._count += 1
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

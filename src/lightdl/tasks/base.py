@@ -94,7 +94,9 @@ class BaseTask(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         factory = self.scheduler_factory
-        if "total_steps" in inspect.signature(factory).parameters:  # warmup_cosine, onecycle, linear
+        if (
+            "total_steps" in inspect.signature(factory).parameters
+        ):  # warmup_cosine, onecycle, linear
             factory = functools.partial(
                 factory, total_steps=int(self.trainer.estimated_stepping_batches)
             )
