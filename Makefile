@@ -45,6 +45,7 @@ lint:
 bench:
 	$(PY) benchmarks/epoch_overhead.py
 	$(PY) benchmarks/cnn_throughput.py
+	$(PY) benchmarks/lstm_throughput.py
 
 docs:
 	$(PY) -m lightdl.catalog_docs

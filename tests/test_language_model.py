@@ -37,7 +37,7 @@ def chars_cfg(tmp_path, path, *overrides):
 
 
 def test_windows_are_the_text_shifted_by_one_and_the_vocab_covers_it(tmp_path):
-    text = PROSE * 3
+    text = PROSE * 3 + "~~"  # "~" only in the test text: not in the vocabulary, read as <unk>
     data = Chars(path=str(write(tmp_path, "prose.txt", text)), seq_len=7, max_chars=None)
     spec = data.spec
     x, y = data.splits["train"]
@@ -46,17 +46,19 @@ def test_windows_are_the_text_shifted_by_one_and_the_vocab_covers_it(tmp_path):
     assert torch.equal(x[1:, 0], y[:-1, -1])  # consecutive windows: every character a target once
     assert data.vocab.decode(x[:, 0].tolist()) == text[: 7 * len(x) : 7]
     assert data.vocab.decode(x.flatten().tolist()) == text[: x.numel()]
-    assert set(spec.vocab) == set(text) | {"<pad>"} and spec.vocab[0] == "<pad>"
+    assert set(spec.vocab) == set(PROSE) | {"<pad>", "<unk>"} and spec.vocab[0] == "<pad>"
     assert (spec.kind, spec.task, spec.seq_len) == ("tokens", "language_model", 7)
-    assert spec.vocab_size == spec.num_classes == len(set(text)) + 1 == data.num_classes
+    assert spec.vocab_size == spec.num_classes == len(set(PROSE)) + 2 == data.num_classes
+    assert data.vocab.encode("~") == [data.vocab.stoi["<unk>"]]
     # contiguous splits: the test text is the end of the file, validation just before it
     n = len(text)
     vx, _ = data.splits["val"]
     tx, ty = data.splits["test"]
     test_start = n - round(n * 0.05)
-    assert data.vocab.decode(tx.flatten().tolist()) == text[test_start : test_start + tx.numel()]
+    expected = text[test_start : test_start + tx.numel()].replace("~", "<unk>")
+    assert data.vocab.decode(tx.flatten().tolist()) == expected
     assert data.vocab.decode(vx[0].tolist()) == text[test_start - round(n * 0.05) :][:7]
-    assert int(ty[-1, -1]) == data.vocab.stoi[text[test_start + ty.numel()]]
+    assert int(ty[-1, -1]) == data.vocab.encode(text[test_start + ty.numel()])[0]
 
 
 def test_bad_texts_and_options_are_one_sentence(tmp_path):

@@ -322,6 +322,8 @@ def test_pointer_outputs_are_input_tokens():
         (["model.scheduled_sampling.k=2"], "scheduled_sampling.k"),
         (["model=pointer", "data.task=dates"], "model=pointer"),
         (["model=mlp"], "models that do: pointer, seq2seq"),
+        (["+data.label_noise=0.3"], "data.label_noise applies to class labels"),
+        (["+data.train_per_class=5"], "data.train_per_class applies to class labels"),
     ],
 )
 def test_bad_options_are_one_sentence(tmp_path, overrides, words):

@@ -231,3 +231,27 @@ def test_recurrent_gives_the_same_output_alone_as_in_a_padded_batch(output, bidi
     # without packing the padding steps do enter the state, so a short text's output changes
     short = batch[:1]
     assert not torch.allclose(unpacked.eval()(short), unpacked(short[:, :3]), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["regularizer=[input_noise]"], "regularizer=input_noise changes real-valued inputs"),
+        (["augment=[shift]"], "augment=shift needs image data"),
+        (["+model.embedding.size=8"], "model.embedding has no key size; valid keys: dim, init"),
+    ],
+)
+def test_token_data_refuses_real_valued_transforms_and_unknown_embedding_keys(
+    tmp_path, overrides, says
+):
+    from conftest import make_cfg
+
+    from lightdl import build
+
+    cfg = make_cfg(tmp_path, "data=text_topics", "model=gru", *overrides)
+    data = build.build_datamodule(cfg)
+    regularizers = build.build_regularizers(cfg)
+    with pytest.raises(ConfigError) as info:
+        net = build.build_net(cfg, data.spec, regularizers)
+        build.build_task(cfg, net, data, regularizers)
+    assert says in str(info.value)

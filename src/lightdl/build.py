@@ -248,6 +248,8 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         regularizers=regularizers,
         augment=build_augment(cfg, spec),
     )
+    if spec.kind == "tokens":
+        _refuse_real_valued_transforms(cfg, regularizers)
     task_cls = get_class(TASKS[spec.task])
     if spec.task != "classification":
         return task_cls(**common, **task_cls.options(cfg, data))
@@ -256,6 +258,20 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
     probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
     return task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
+
+
+def _refuse_real_valued_transforms(cfg: DictConfig, regularizers: list[Regularizer]) -> None:
+    """Input noise changes real values; token ids are labels, not magnitudes. (Augmentations
+    check the data themselves: they all need images.)"""
+    from lightdl.regularizers import overrides
+
+    names = list(cfg.regularizer or {})
+    noisy = [n for n, r in zip(names, regularizers, strict=True) if overrides(r, "transform_input")]
+    if noisy:
+        raise ConfigError(
+            f"regularizer={noisy[0]} changes real-valued inputs, but this data is token ids; "
+            "use dropout or a weight penalty instead."
+        )
 
 
 def _scaled(optimizer: functools.partial, lr_scale: float) -> functools.partial:

@@ -14,7 +14,7 @@ import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
 from lightdl.data.spec import DataSpec
-from lightdl.data.text import PAD, Vocab, fortune_files, read_text
+from lightdl.data.text import PAD, UNK, Vocab, fortune_files, read_text
 from lightdl.errors import ConfigError
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lightdl" / "data" / "chars"
@@ -145,11 +145,12 @@ class Chars(InMemoryDataModule):
 
     def load(self) -> dict[str, Split]:
         text = self.text()
-        self.vocab = Vocab(text, specials=(PAD,))
+        n_val, n_test = round(len(text) * self.val_fraction), round(len(text) * self.test_fraction)
+        n_train = len(text) - n_val - n_test
+        # the vocabulary is the training text's: a character seen only in held-out text is <unk>
+        self.vocab = Vocab(text[:n_train], specials=(PAD, UNK))
         self.num_classes = len(self.vocab)
         ids = torch.tensor(self.vocab.encode(text), dtype=torch.int64)
-        n_val, n_test = round(len(ids) * self.val_fraction), round(len(ids) * self.test_fraction)
-        n_train = len(ids) - n_val - n_test
         parts = {
             "train": ids[:n_train],
             "val": ids[n_train : n_train + n_val],

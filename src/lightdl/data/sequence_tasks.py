@@ -126,6 +126,13 @@ class SequenceTasks(InMemoryDataModule):
             )
         if not isinstance(vocab_size, int) or vocab_size < 1:
             raise ConfigError(f"data.vocab_size must be an integer >= 1, got {vocab_size!r}.")
+        if task != "adding":
+            for key in ("label_noise", "classes", "train_per_class"):
+                if kwargs.get(key):
+                    raise ConfigError(
+                        f"data.{key} applies to class labels, but data.task={task} has output "
+                        "sequences as targets; leave it unset."
+                    )
         super().__init__(val_size=val_size, **kwargs)
         self.task, self.min_length, self.max_length = task, min_length, max_length
         self.symbols = vocab_size

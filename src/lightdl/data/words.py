@@ -229,7 +229,8 @@ class Words(InMemoryDataModule):
         docs = self.documents()
         order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(self.split_seed))
         n_val, n_test = round(self.val_fraction * len(docs)), round(self.test_fraction * len(docs))
-        if len(docs) - n_val - n_test < 1 or (self.val_fraction and not n_val):
+        short = (self.val_fraction and not n_val) or (self.test_fraction and not n_test)
+        if len(docs) - n_val - n_test < 1 or short:
             raise ConfigError(
                 f"data: {len(docs)} documents are too few to hold out val_fraction="
                 f"{self.val_fraction} and test_fraction={self.test_fraction}."
@@ -255,11 +256,16 @@ class Words(InMemoryDataModule):
         self.negative_probs = negative_probabilities(self.counts, self.neg_power).to(torch.float32)
         self.corpus = {k: self._encode(v) for k, v in parts.items()}
         splits = {"train": self.pairs("train", epoch=0)}
-        for name in ("val", "test"):
-            if len(self.corpus[name][0]) > 1:
-                splits[name] = self.pairs(name, epoch=0)
-        for name in ("val", "test"):  # no held-out text: the loss is on the training pairs
-            splits.setdefault(name, splits["train"])
+        for name, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            if not fraction:  # no held-out text asked for: the loss is on the training pairs
+                splits[name] = splits["train"]
+                continue
+            splits[name] = self.pairs(name, epoch=0)
+            if len(splits[name][0]) == 0:
+                raise ConfigError(
+                    f"data.{name}_fraction={fraction}: the held-out documents give no "
+                    "(centre, context) pairs; use a larger fraction or a larger corpus."
+                )
         return splits
 
     def pairs(self, split: str, epoch: int = 0) -> Split:

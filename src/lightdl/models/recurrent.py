@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import lengths as token_lengths
 from lightdl.errors import ConfigError
-from lightdl.nn.embedding import TokenEmbedding
+from lightdl.nn.embedding import make_embedding
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 OUTPUTS = ("last", "mean", "max", "attention")
@@ -84,7 +84,7 @@ class _Sequence(nn.Module):
         _check(cell, output)
         self.per_step = spec.task == "language_model"
         self.pad_id = spec.pad_id
-        self.embed = TokenEmbedding(spec, **(embedding or {})) if spec.kind == "tokens" else None
+        self.embed = make_embedding(spec, embedding) if spec.kind == "tokens" else None
         dim = self.embed.embedding_dim if self.embed is not None else 0
         self.steps, features = as_sequence(spec, dim)
         self.hidden_size = hidden_size

@@ -16,7 +16,7 @@ from lightdl.data.spec import DataSpec
 from lightdl.data.text import lengths as token_lengths
 from lightdl.errors import ConfigError
 from lightdl.models.recurrent import as_sequence
-from lightdl.nn.embedding import TokenEmbedding
+from lightdl.nn.embedding import make_embedding
 
 POOLS = ("max", "mean")
 
@@ -74,7 +74,7 @@ class TextCNN(nn.Module):
         self.kernel_sizes = _positive_ints("kernel_sizes", kernel_sizes)
         channels = _positive_int("channels", channels)
         self.pad_id = spec.pad_id
-        self.embed = TokenEmbedding(spec, **(embedding or {}))
+        self.embed = make_embedding(spec, embedding)
         dim = self.embed.embedding_dim
         self.convs = nn.ModuleList(
             nn.Conv1d(dim, channels, k, padding=k - 1) for k in self.kernel_sizes
@@ -133,7 +133,7 @@ class TDNN(nn.Module):
         channels = _positive_int("channels", channels)
         self.pool = pool
         self.pad_id = spec.pad_id
-        self.embed = TokenEmbedding(spec, **(embedding or {})) if spec.kind == "tokens" else None
+        self.embed = make_embedding(spec, embedding) if spec.kind == "tokens" else None
         try:
             self.steps, features = as_sequence(spec, self.embed.embedding_dim if self.embed else 0)
         except ValueError as exc:

@@ -35,6 +35,20 @@ def save_vectors(path: str | Path, tokens: list[str], vectors: torch.Tensor) -> 
     torch.save({"itos": list(tokens), "vectors": vectors.detach().cpu()}, Path(path))
 
 
+EMBEDDING_KEYS = ("dim", "init", "freeze")
+
+
+def make_embedding(spec: DataSpec, settings: dict | None) -> TokenEmbedding:
+    """TokenEmbedding from a model's `embedding` settings, unknown keys refused in one sentence."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(EMBEDDING_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"model.embedding has no key {', '.join(unknown)}; valid keys: {', '.join(EMBEDDING_KEYS)}."
+        )
+    return TokenEmbedding(spec, **settings)
+
+
 class TokenEmbedding(nn.Embedding):
     """nn.Embedding over the data's vocabulary (row spec.pad_id stays zero).
 
