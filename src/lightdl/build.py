@@ -115,6 +115,7 @@ def _check_accepted(target: str, kwargs: dict, owner: dict[str, str], why: str) 
 TASK_WORDS = {
     "classification": "classification (one class per example)",
     "language_model": "language modelling (the next token at every step)",
+    "tagging": "sequence labelling (a label at every step)",
     "seq2seq": "sequence-to-sequence (an output sequence per input)",
     "skipgram": "skip-gram word vectors",
 }
@@ -207,6 +208,7 @@ def build_loss(cfg: DictConfig, net, regularizers: list[Regularizer]):
 TASKS = {  # DataSpec.task -> the LightningModule that trains it
     "classification": "lightdl.tasks.classification.ClassificationTask",
     "language_model": "lightdl.tasks.language_model.LanguageModelTask",
+    "tagging": "lightdl.tasks.language_model.LanguageModelTask",  # a label at every step
     "seq2seq": "lightdl.tasks.seq2seq.Seq2SeqTask",
     "skipgram": "lightdl.tasks.skipgram.SkipGramTask",
 }

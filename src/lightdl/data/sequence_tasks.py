@@ -22,7 +22,7 @@ from lightdl.errors import ConfigError
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")
-TASKS = ("copy", "reverse", "sort", "adding", "dates")
+TASKS = ("copy", "reverse", "sort", "adding", "dates", "lookahead")
 
 MONTHS = (  # English names, whatever the process locale
     "January February March April May June July August September October November December".split()
@@ -38,6 +38,18 @@ DATE_FORMATS = (  # each turns a date into one human spelling; 2-digit years: 00
     lambda d: f"{d.day}.{d.month}.{d.year}",  # 3.3.2021
 )
 DATE_TARGET = 10  # "2021-03-03"
+
+
+def lookahead_problem(
+    n: int, length: int, shift: int, symbols: int, generator: torch.Generator
+) -> Split:
+    """(x (n, length), y (n, length)): per-step labels y_t = x_{t+shift}, padding where t + shift
+    runs past the end. A one-way RNN reading x_t cannot know x_{t+shift} yet: it needs its output
+    delayed by at least `shift` steps (model.delay)."""
+    x = torch.randint(3, 3 + symbols, (n, length), generator=generator)
+    y = torch.full_like(x, PAD_ID)
+    y[:, : length - shift] = x[:, shift:]
+    return x, y
 
 
 def symbol_problem(
@@ -105,6 +117,7 @@ class SequenceTasks(InMemoryDataModule):
         min_length: int = 3,
         max_length: int = 10,
         vocab_size: int = 10,
+        shift: int = 2,
         train_size: int = 5000,
         val_size: int = 500,
         test_size: int = 500,
@@ -124,6 +137,10 @@ class SequenceTasks(InMemoryDataModule):
                 f"data.max_length must be >= data.min_length (and >= 2 for adding), "
                 f"got min_length={min_length}, max_length={max_length}."
             )
+        if task == "lookahead" and not (isinstance(shift, int) and 0 <= shift < max_length):
+            raise ConfigError(
+                f"data.shift must be an integer in [0, data.max_length), got {shift!r}."
+            )
         if not isinstance(vocab_size, int) or vocab_size < 1:
             raise ConfigError(f"data.vocab_size must be an integer >= 1, got {vocab_size!r}.")
         if task != "adding":
@@ -136,6 +153,7 @@ class SequenceTasks(InMemoryDataModule):
         super().__init__(val_size=val_size, **kwargs)
         self.task, self.min_length, self.max_length = task, min_length, max_length
         self.symbols = vocab_size
+        self.shift = shift
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         if task == "adding":
             self.kind, self.num_classes = "sequence", 19
@@ -158,6 +176,10 @@ class SequenceTasks(InMemoryDataModule):
                 from lightdl.data.adding import adding_problem
 
                 splits[split] = adding_problem(n, self.max_length, generator)
+            elif self.task == "lookahead":
+                splits[split] = lookahead_problem(
+                    n, self.max_length, self.shift, self.symbols, generator
+                )
             else:
                 splits[split] = symbol_problem(
                     self.task, n, self.min_length, self.max_length, self.symbols, generator
@@ -196,7 +218,7 @@ class SequenceTasks(InMemoryDataModule):
             kind="tokens",
             vocab_size=len(self.itos),
             seq_len=y.shape[1],  # the target length: decoder steps, <eos> included
-            task="seq2seq",
+            task="tagging" if self.task == "lookahead" else "seq2seq",
             pad_id=PAD_ID,
             vocab=self.itos,
         )

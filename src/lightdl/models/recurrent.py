@@ -82,7 +82,7 @@ class _Sequence(nn.Module):
     ) -> int:
         """Check the options, make the embedding for token data; the features per step."""
         _check(cell, output)
-        self.per_step = spec.task == "language_model"
+        self.per_step = spec.task in ("language_model", "tagging")
         self.pad_id = spec.pad_id
         self.embed = make_embedding(spec, embedding) if spec.kind == "tokens" else None
         dim = self.embed.embedding_dim if self.embed is not None else 0
@@ -144,11 +144,14 @@ class Recurrent(_Sequence):
     output: last (the final hidden state; both ends when bidirectional), mean or max over time, or
     attention (learned weights over the steps). Language models predict at every step instead.
     embedding: for token data, {dim, init, freeze} of the TokenEmbedding (init: saved word vectors).
+    delay: per-step outputs only (sequence labelling): the label of step t is read from the output
+    at step t + delay, after `delay` more inputs (zero steps past the end), so a one-way RNN can use
+    that much right context. Refused for language models, where it would show the answer.
     packed: for token data, run the cells on packed sequences so padding never enters the state
     (the lengths are read from the padding); off, padded steps are processed like any other.
     """
 
-    tasks = ("classification", "language_model")
+    tasks = ("classification", "language_model", "tagging")
     reads_tokens = True
 
     def __init__(
@@ -162,12 +165,26 @@ class Recurrent(_Sequence):
         output: str = "last",
         embedding: dict | None = None,
         packed: bool = True,
+        delay: int = 0,
         activation=None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         features = self._read(spec, cell, output, hidden_size, embedding)
-        if self.per_step and bidirectional:
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+            raise ConfigError(f"model.delay must be an integer >= 0, got {delay!r}.")
+        if delay and not self.per_step:
+            raise ConfigError(
+                "model.delay shifts per-step outputs, but this data has one label per sequence; "
+                "use it with per-step labels (data=sequence_tasks data.task=lookahead)."
+            )
+        if delay and spec.task == "language_model":
+            raise ConfigError(
+                "model.delay would let a language model read the token it must predict; "
+                "keep model.delay=0 for language modelling."
+            )
+        self.delay = delay
+        if spec.task == "language_model" and bidirectional:
             raise ConfigError(
                 "model.bidirectional=true cannot predict the next token: the backward direction "
                 "has already read it; use a unidirectional model for language modelling."
@@ -205,7 +222,12 @@ class Recurrent(_Sequence):
     def step_logits(self, x: torch.Tensor, state=None):
         """(N, T, vocab) next-token logits for every step, and the state after the last step
         (pass it back in to continue the sequence: sampling one token at a time)."""
-        out, state = self.rnn(self._as_steps(x), state)
+        steps = self._as_steps(x)
+        if self.delay:  # `delay` zero steps after the end (a padding embedding is zero too)
+            steps = torch.cat([steps, steps.new_zeros(len(steps), self.delay, steps.shape[-1])], 1)
+        out, state = self.rnn(steps, state)
+        if self.delay:  # the output for step t is the one after reading step t + delay
+            out = out[:, self.delay :]
         return self.head(self.dropout(out)), state
 
 

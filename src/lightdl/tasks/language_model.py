@@ -70,6 +70,9 @@ class LanguageModelTask(BaseTask):
                 "token ids; drop it (dropout or l2 regularize a language model)."
             )
         self.pad_id = pad_id
+        for fn in (self.loss_fn, self.eval_loss_fn):  # padding targets carry no label
+            if isinstance(fn, nn.CrossEntropyLoss):
+                fn.ignore_index = pad_id
         # val/loss from the loss itself when it is plain cross-entropy: no second pass over logits
         plain = type(self.eval_loss_fn) is nn.CrossEntropyLoss
         self.eval_is_nll = plain and self.eval_loss_fn.label_smoothing == 0.0
@@ -98,7 +101,7 @@ class LanguageModelTask(BaseTask):
         loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         penalty = self.penalty()
         with torch.no_grad():
-            tokens = y.numel()
+            tokens = (y != self.pad_id).sum()
             self.train_sums[0] += loss.detach() * tokens
             self.train_sums[1] += tokens
             if self.penalties:
