@@ -104,3 +104,39 @@ class BaseTask(L.LightningModule):
         if self.scheduler_monitor:
             config["monitor"] = self.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+class SummedEvalTask(BaseTask):
+    """A task whose validation and test metrics are sums kept on the device (`eval_sums`),
+    zeroed at the start of each pass and turned into metrics once at its end.
+
+    Subclasses register the `eval_sums` buffer and implement `_eval_step(batch)` (add to the
+    sums) and `_log_eval(split)` (log "val/..." or "test/..." from them).
+    """
+
+    def _eval_start(self) -> None:
+        self.eval_sums.zero_()
+
+    def _eval_step(self, batch) -> None:
+        raise NotImplementedError
+
+    def _log_eval(self, split: str) -> None:
+        raise NotImplementedError
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")

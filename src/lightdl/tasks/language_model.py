@@ -13,12 +13,12 @@ from torch import nn
 from lightdl.data.text import BOS, EOS, PAD, UNK
 from lightdl.errors import ConfigError
 from lightdl.regularizers import Regularizer
-from lightdl.tasks.base import BaseTask
+from lightdl.tasks.base import SummedEvalTask
 
 SPECIALS = (PAD, UNK, BOS, EOS)  # never sampled: they are not text
 
 
-class LanguageModelTask(BaseTask):
+class LanguageModelTask(SummedEvalTask):
     """Trains a net mapping (N, T) token ids to (N, T, vocab) logits for the token after each
     (a net that predicts at every step says so with `per_step = True`, as Recurrent does).
 
@@ -138,24 +138,6 @@ class LanguageModelTask(BaseTask):
         self.log_epoch(f"{split}/loss", loss_sum / loss_tokens)
         self.log_epoch(f"{split}/ppl", (nll_sum / counted).exp())
         self.log_epoch(f"{split}/acc", correct / counted)
-
-    def on_validation_epoch_start(self) -> None:
-        self.eval_sums.zero_()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_start(self) -> None:
-        self.eval_sums.zero_()
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
 
 
 def check_temperature(temperature: Any, key: str = "temperature") -> float:

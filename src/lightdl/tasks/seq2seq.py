@@ -18,7 +18,7 @@ from torch import nn
 
 from lightdl.errors import ConfigError
 from lightdl.regularizers import Regularizer
-from lightdl.tasks.base import BaseTask
+from lightdl.tasks.base import SummedEvalTask
 
 BOS_ID = 1
 SCHEDULES = ("none", "linear", "inverse_sigmoid", "exponential")
@@ -92,7 +92,7 @@ def check_sampling(options: dict | None) -> dict:
     return options
 
 
-class Seq2SeqTask(BaseTask):
+class Seq2SeqTask(SummedEvalTask):
     """Teacher-forced training with scheduled sampling; validation and test by decoding.
 
     Loss: the `loss` group's cross-entropy (so regularizer=label_smoothing applies) with its
@@ -252,21 +252,3 @@ class Seq2SeqTask(BaseTask):
         self.log_epoch(f"{split}/loss", loss / tokens)
         self.log_epoch(f"{split}/token_acc", correct / tokens)
         self.log_epoch(f"{split}/exact_match", exact / sequences)
-
-    def on_validation_epoch_start(self) -> None:
-        self.eval_sums.zero_()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_start(self) -> None:
-        self.eval_sums.zero_()
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")

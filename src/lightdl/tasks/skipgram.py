@@ -12,7 +12,7 @@ from torch import nn
 
 from lightdl.errors import ConfigError
 from lightdl.regularizers import Regularizer
-from lightdl.tasks.base import BaseTask
+from lightdl.tasks.base import SummedEvalTask
 
 VECTORS_FILE, NEIGHBOURS_FILE = "vectors.pt", "neighbours.md"
 EVAL_SEED = 1234  # val and test negatives: the same draws every pass, so val/loss is comparable
@@ -27,7 +27,7 @@ def negative_sampling_loss(positive: torch.Tensor, negative: torch.Tensor) -> to
     return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(dim=-1)).mean()
 
 
-class SkipGramTask(BaseTask):
+class SkipGramTask(SummedEvalTask):
     """Trains model=skipgram on (centre, context) batches with the negative-sampling loss.
 
     K negatives per pair are drawn on the device from `negative_probs` (P_neg ∝ count^0.75,
@@ -151,23 +151,8 @@ class SkipGramTask(BaseTask):
         self.eval_sums[0] += self.pair_loss(centre, context, negatives) * len(centre)
         self.eval_sums[1] += len(centre)
 
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch("val/loss", self.eval_sums[0] / self.eval_sums[1])
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_start()
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch("test/loss", self.eval_sums[0] / self.eval_sums[1])
+    def _log_eval(self, split: str) -> None:
+        self.log_epoch(f"{split}/loss", self.eval_sums[0] / self.eval_sums[1])
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:
