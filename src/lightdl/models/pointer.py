@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import lengths as token_lengths
@@ -31,6 +30,7 @@ from lightdl.models.seq2seq import (
     check_seq2seq_spec,
 )
 from lightdl.nn.embedding import TokenEmbedding
+from lightdl.nn.packed import run_packed
 
 TINY = 1e-9  # added to token probabilities before the log: unreachable tokens get log(1e-9)
 
@@ -77,11 +77,7 @@ class Pointer(Decoding):
         state: the decoder cell state, then the (N, S + 1) mask of positions already used."""
         n, s = x.shape
         lengths = token_lengths(x, self.pad_id)
-        packed = pack_padded_sequence(
-            self.dropout(self.embed(x)), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, final = self.encoder(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=s)
+        out, final = run_packed(self.encoder, self.dropout(self.embed(x)), lengths)
         keys = torch.cat([out, self.end.expand(n, 1, -1)], dim=1)
         valid = torch.arange(s + 1, device=x.device) < lengths[:, None]
         valid[:, s] = True

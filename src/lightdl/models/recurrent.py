@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import lengths as token_lengths
 from lightdl.errors import ConfigError
 from lightdl.nn.embedding import make_embedding
+from lightdl.nn.packed import run_packed
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 OUTPUTS = ("last", "mean", "max", "attention")
@@ -208,12 +208,8 @@ class Recurrent(_Sequence):
         steps = self._as_steps(x)
         lengths = None
         if self.packed:
-            lengths = token_lengths(
-                x, self.pad_id
-            ).cpu()  # pack_padded_sequence wants them on the CPU
-            packed = pack_padded_sequence(steps, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = self.rnn(packed)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps.shape[1])
+            lengths = token_lengths(x, self.pad_id)
+            out, _ = run_packed(self.rnn, steps, lengths)
         else:
             out, _ = self.rnn(steps)
         pooled = self._pool(out, self.rnn.bidirectional, self.hidden_size, lengths)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.functional import log_softmax
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import lengths as token_lengths
 from lightdl.errors import ConfigError
 from lightdl.models.attention import SCORES, Attention
 from lightdl.nn.embedding import TokenEmbedding
+from lightdl.nn.packed import run_packed
 
 BOS_ID, EOS_ID = 1, 2  # lightdl.data.sequence_tasks: 0 <pad>, 1 <bos>, 2 <eos>
 ENCODERS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -230,11 +230,7 @@ class Seq2Seq(Decoding):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Tensors]:
         """(outputs (N, S, H), source mask (N, S), final state) over the packed source."""
         lengths = token_lengths(x, self.pad_id)
-        packed = pack_padded_sequence(
-            self.dropout(self.embed(x)), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, final = self.encoder(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        out, final = run_packed(self.encoder, self.dropout(self.embed(x)), lengths)
         mask = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
         final = final if isinstance(final, tuple) else (final,)
         return out, mask, tuple(f[-1] for f in final)
