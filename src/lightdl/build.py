@@ -211,11 +211,15 @@ TASKS = {  # DataSpec.task -> the LightningModule that trains it
     "tagging": "lightdl.tasks.language_model.LanguageModelTask",  # a label at every step
     "seq2seq": "lightdl.tasks.seq2seq.Seq2SeqTask",
     "skipgram": "lightdl.tasks.skipgram.SkipGramTask",
+    # chosen by the model (its `objective`), not the data: generative models read labelled images
+    "reconstruction": "lightdl.tasks.reconstruction.ReconstructionTask",
+    "adversarial": "lightdl.tasks.adversarial.AdversarialTask",
 }
 
 
 def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L.LightningModule:
-    """The LightningModule for `net`, chosen by the data's task (spec.task).
+    """The LightningModule for `net`, chosen by the data's task (spec.task), or by the model's
+    own `objective` when it has one (autoencoders reconstruct, GANs play D against G).
 
     `data` is the DataModule, whose spec, lr_scale (data.scale_lr_with_batch) and training probe
     the task uses, or just a DataSpec (no lr scaling, no probe).
@@ -252,8 +256,9 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
     )
     if spec.kind == "tokens":
         _refuse_real_valued_transforms(cfg, regularizers)
-    task_cls = get_class(TASKS[spec.task])
-    if spec.task != "classification":
+    task_name = getattr(net, "objective", None) or spec.task
+    task_cls = get_class(TASKS[task_name])
+    if task_name != "classification":
         return task_cls(**common, **task_cls.options(cfg, data))
     size = cfg.get("train_probe", 1000)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
