@@ -16,11 +16,13 @@ IMAGE_ONLY = {"lenet", "vgg", "resnet", "capsnet", "stn"}  # 2-D convolutions ne
 TOKENS_ONLY = {"textcnn"}  # reads token ids through an embedding
 # their own tasks (tests/test_seq2seq.py, test_word2vec.py): refused on classification data
 OTHER_TASKS = {"seq2seq", "pointer", "skipgram"}
+# generative models train with their own objective (tests/test_autoencoder.py, test_gan.py)
+GENERATIVE = {"autoencoder", "vae", "gan", "dcgan"}
 EXTRA = {
     "capsnet": ["loss=margin", "model.conv_channels=16"]
 }  # capsule lengths are scored with the margin loss
 LEARNERS = [
-    m for m in options("model") if m != "transfer" and m not in OTHER_TASKS
+    m for m in options("model") if m != "transfer" and m not in OTHER_TASKS | GENERATIVE
 ]  # transfer: tests/test_transfer.py
 
 

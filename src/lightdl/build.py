@@ -138,7 +138,9 @@ def _models_for(task: str) -> list[str]:
     for option in options("model"):
         target = OmegaConf.load(conf_dir() / "model" / f"{option}.yaml").get("_target_")
         try:
-            if task in getattr(get_class(target), "tasks", ("classification",)):
+            model_cls = get_class(target)
+            own_objective = getattr(model_cls, "objective", None)  # generative: not a classifier
+            if task in getattr(model_cls, "tasks", ("classification",)) and not own_objective:
                 found.append(option)
         except Exception:  # noqa: BLE001 - an unimportable option is simply not listed
             continue

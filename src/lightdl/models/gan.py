@@ -1,0 +1,178 @@
+"""Generative adversarial networks: a generator G (noise -> image) and a discriminator D
+(image -> one "real" logit), trained against each other by lightdl.tasks.adversarial.
+
+Both classes declare `objective = "adversarial"`, so build.build_task trains them with
+AdversarialTask whatever the data's task is; they read image data and never its labels.
+The training options (d_steps, g_steps, g_lr, d_lr, label_smoothing, label_noise,
+instance_noise, noise_decay_epochs) are accepted and stored here so a model yaml can set them;
+AdversarialTask.options reads them from the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from lightdl.data.spec import DataSpec
+from lightdl.errors import ConfigError
+
+Activation = Callable[[], nn.Module]
+
+
+def _unit(activation: Activation | None, default: Activation, name: str) -> Activation:
+    """The hidden activation factory; one that widens its layer (maxout) is refused."""
+    factory = activation if activation is not None else default
+    if getattr(factory(), "widen", 1) != 1:
+        raise ConfigError(
+            f"model={name} uses one output per hidden unit; choose another activation."
+        )
+    return factory
+
+
+class AdversarialModel(nn.Module):
+    """What GAN and DCGAN share: the training options, `generate`, and forward = D's logits."""
+
+    objective = "adversarial"
+    conditional = False
+
+    def _store(self, spec: DataSpec, latent_dim: int, name: str, **options) -> None:
+        if spec.kind != "image":
+            raise ConfigError(
+                f"model={name} generates images, but this data is {spec.kind}; use image data "
+                "(data=digits, mnist, fashion_mnist, cifar10)."
+            )
+        if latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be >= 1, got {latent_dim}.")
+        self.spec, self.latent_dim = spec, latent_dim
+        self.training_options = options  # the adversarial task's settings (AdversarialTask.options)
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] from latent vectors z (N, latent_dim); labels unused."""
+        return self.generator(z).view(len(z), *self.spec.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logit (N,) that each image is real."""
+        return self.discriminator(x).squeeze(-1)
+
+
+class GAN(AdversarialModel):
+    """MLP generator and discriminator (Goodfellow et al. 2014).
+
+    G: latent -> Linear -> activation per width in g_hidden -> Linear -> sigmoid, reshaped to the
+    data's image shape. `activation` (the activation group, ReLU by default) is G's.
+    D: flattened image -> Linear -> LeakyReLU(d_slope) -> Dropout(d_dropout) per width in
+    d_hidden -> Linear -> one logit. The leaky slope keeps gradients flowing back to G where D
+    is sure; dropout weakens D so it does not win too early and starve G of gradient.
+    regularizer=dropout (the `dropout` argument) replaces d_dropout when given.
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent_dim: int = 64,
+        hidden: Sequence[int] = (256, 256),
+        g_hidden: Sequence[int] | None = None,
+        d_hidden: Sequence[int] | None = None,
+        d_dropout: float = 0.3,
+        d_slope: float = 0.2,
+        activation: Activation | None = None,
+        dropout: float = 0.0,
+        d_steps: int = 1,
+        g_steps: int = 1,
+        g_lr: float | None = None,
+        d_lr: float | None = None,
+        label_smoothing: float = 0.0,
+        label_noise: float = 0.0,
+        instance_noise: float = 0.0,
+        noise_decay_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self._store(
+            spec, latent_dim, "gan", d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
+            label_smoothing=label_smoothing, label_noise=label_noise,
+            instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
+        )  # fmt: skip
+        unit = _unit(activation, nn.ReLU, "gan")
+        p = dropout if dropout > 0 else d_dropout
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for out in g_hidden if g_hidden is not None else hidden:
+            layers += [nn.Linear(width, out), unit()]
+            width = out
+        self.generator = nn.Sequential(*layers, nn.Linear(width, spec.input_dim), nn.Sigmoid())
+        layers, width = [nn.Flatten()], spec.input_dim
+        for out in d_hidden if d_hidden is not None else hidden:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(d_slope)]
+            if p > 0:
+                layers.append(nn.Dropout(p))
+            width = out
+        self.discriminator = nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+class DCGAN(AdversarialModel):
+    """Deep convolutional GAN (Radford et al. 2016) for square images whose side divides by 4
+    (8x8 digits, 28x28 MNIST/Fashion-MNIST, 32x32 CIFAR-10).
+
+    G: latent -> Linear -> BatchNorm -> activation, as 2*channels maps of side/4, then two
+    stride-2 transposed convolutions (the first with BatchNorm and the activation) up to the
+    image, sigmoid at the end. D: two stride-2 convolutions (channels, 2*channels; BatchNorm on
+    the second) with LeakyReLU(d_slope) and dropout, then one logit. No pooling anywhere: the
+    strides learn their own up- and down-sampling, and batchnorm keeps G's layers well scaled.
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent_dim: int = 100,
+        channels: int = 64,
+        d_dropout: float = 0.3,
+        d_slope: float = 0.2,
+        activation: Activation | None = None,
+        dropout: float = 0.0,
+        d_steps: int = 1,
+        g_steps: int = 1,
+        g_lr: float | None = None,
+        d_lr: float | None = None,
+        label_smoothing: float = 0.0,
+        label_noise: float = 0.0,
+        instance_noise: float = 0.0,
+        noise_decay_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self._store(
+            spec, latent_dim, "dcgan", d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
+            label_smoothing=label_smoothing, label_noise=label_noise,
+            instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
+        )  # fmt: skip
+        c, h, w = spec.input_shape
+        if h != w or h % 4:
+            raise ConfigError(
+                f"model=dcgan needs square images whose side divides by 4, got {h}x{w}."
+            )
+        unit = _unit(activation, nn.ReLU, "dcgan")
+        p = dropout if dropout > 0 else d_dropout
+        side, wide = h // 4, 2 * channels
+        self.generator = nn.Sequential(
+            nn.Linear(latent_dim, wide * side * side, bias=False),
+            nn.BatchNorm1d(wide * side * side),
+            unit(),
+            nn.Unflatten(1, (wide, side, side)),
+            nn.ConvTranspose2d(wide, channels, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            unit(),
+            nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1),
+            nn.Sigmoid(),
+        )
+        self.discriminator = nn.Sequential(
+            nn.Conv2d(c, channels, 4, stride=2, padding=1),
+            nn.LeakyReLU(d_slope),
+            nn.Dropout(p),
+            nn.Conv2d(channels, wide, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(wide),
+            nn.LeakyReLU(d_slope),
+            nn.Dropout(p),
+            nn.Flatten(),
+            nn.Linear(wide * side * side, 1),
+        )

@@ -1,0 +1,290 @@
+"""AdversarialTask: a generator and a discriminator trained against each other (model=gan, dcgan).
+
+The stabilization tricks are small pure functions (`real_target`, `flip_labels`,
+`instance_noise_std`) so their formulas can be checked on their own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightdl.errors import ConfigError
+from lightdl.regularizers import Regularizer
+from lightdl.tasks.base import SummedEvalTask
+
+EVAL_SEED = 1234  # val and test fakes come from the same latent draws every pass
+OPTIONS = {  # model.<key> -> default: the task's settings, written in the model yaml
+    "d_steps": 1,
+    "g_steps": 1,
+    "g_lr": None,
+    "d_lr": None,
+    "label_smoothing": 0.0,
+    "label_noise": 0.0,
+    "instance_noise": 0.0,
+    "noise_decay_epochs": 0,
+}
+
+
+def real_target(label_smoothing: float) -> float:
+    """One-sided label smoothing: D's target for real images is 1 - eps; fakes stay at 0."""
+    return 1.0 - label_smoothing
+
+
+def flip_labels(
+    targets: torch.Tensor, fraction: float, real: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Label noise: each target is swapped (real <-> 0) with probability `fraction`."""
+    if fraction <= 0:
+        return targets
+    flip = torch.rand(targets.shape, device=targets.device, generator=generator) < fraction
+    return torch.where(flip, real - targets, targets)
+
+
+def d_targets(
+    n_real: int,
+    n_fake: int,
+    label_smoothing: float = 0.0,
+    label_noise: float = 0.0,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """D's targets for n_real real then n_fake fake images: real_target(label_smoothing) and 0,
+    with a `label_noise` fraction of them swapped."""
+    real = real_target(label_smoothing)
+    targets = torch.cat(
+        [torch.full((n_real,), real, device=device), torch.zeros(n_fake, device=device)]
+    )
+    return flip_labels(targets, label_noise, real, generator)
+
+
+def instance_noise_std(epoch: int, std: float, decay_epochs: int) -> float:
+    """Std of the Gaussian noise on D's inputs (real and fake): std at epoch 0, falling linearly
+    to 0 at `decay_epochs` and staying there; decay_epochs=0 keeps it constant."""
+    if decay_epochs <= 0:
+        return std
+    return std * max(0.0, 1.0 - epoch / decay_epochs)
+
+
+class AdversarialTask(SummedEvalTask):
+    """Trains a model with `generator`, `discriminator` and `generate(z)` by manual optimization.
+
+    Per training batch of real images x (labels are never read): `d_steps` updates of D on
+    BCE(D(x), real_target) + BCE(D(G(z)), 0) (the mean over real and fake; label noise flips a
+    fraction of those targets), then `g_steps` updates of G on the non-saturating loss
+    BCE(D(G(z)), 1), i.e. -log D(G(z)), which keeps a strong gradient when D rejects the fakes.
+    Instance noise N(0, std^2) is added to everything D sees, std decaying linearly per epoch.
+    Two optimizers come from the `optimizer` factory (D's first, G's second); model.d_lr and
+    model.g_lr replace its lr for one network.
+    Logged once per epoch: train/d_loss, train/g_loss, train/d_real_acc, train/d_fake_acc
+    (fraction of real images D calls real, of fakes D calls fake) and train/loss = train/g_loss;
+    per evaluation pass the same on the split's images and fixed latent draws, with
+    val/loss = val/g_loss (so the default monitor works: lower means G fools D more).
+    The loss group, label smoothing through the loss, lr schedules, weight penalties, weight
+    decay, input-noise regularizers and gradient clipping do not apply and are refused.
+    """
+
+    base_metrics = (
+        "train/loss", "train/d_loss", "train/g_loss", "train/d_real_acc", "train/d_fake_acc",
+        "val/loss", "val/d_loss", "val/g_loss", "val/d_real_acc", "val/d_fake_acc",
+        "test/loss", "test/d_loss", "test/g_loss", "test/d_real_acc", "test/d_fake_acc", "lr",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str | None = None,
+        regularizers: Sequence[Regularizer] = (),
+        eval_loss_fn: nn.Module | None = None,
+        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        d_steps: int = 1,
+        g_steps: int = 1,
+        g_lr: float | None = None,
+        d_lr: float | None = None,
+        label_smoothing: float = 0.0,
+        label_noise: float = 0.0,
+        instance_noise: float = 0.0,
+        noise_decay_epochs: int = 0,
+    ) -> None:
+        super().__init__(
+            net, loss_fn, optimizer, scheduler, scheduler_interval, scheduler_monitor,
+            regularizers, eval_loss_fn, augment,
+        )  # fmt: skip
+        self._refuse(loss_fn, scheduler, regularizers)
+        self._check(
+            d_steps, g_steps, label_smoothing, label_noise, instance_noise, noise_decay_epochs
+        )
+        self.automatic_optimization = False
+        self.d_steps, self.g_steps = d_steps, g_steps
+        self.g_lr, self.d_lr = g_lr, d_lr
+        self.label_smoothing, self.label_noise = label_smoothing, label_noise
+        self.instance_noise, self.noise_decay_epochs = instance_noise, noise_decay_epochs
+        # [d_loss * n, real correct, fake correct, n (per D step), g_loss * n, n (per G step)]
+        self.register_buffer("train_sums", torch.zeros(6), persistent=False)
+        # [d_loss * n, g_loss * n, real correct, fake correct, n]
+        self.register_buffer("eval_sums", torch.zeros(5), persistent=False)
+        self.eval_generator: torch.Generator | None = None
+
+    @staticmethod
+    def _refuse(loss_fn, scheduler, regularizers) -> None:
+        if type(loss_fn) is not nn.CrossEntropyLoss or loss_fn.label_smoothing:
+            raise ConfigError(
+                "GANs train with their own binary real/fake losses, so the loss group and "
+                "regularizer=label_smoothing do not apply; use model.label_smoothing instead."
+            )
+        if scheduler is not None:
+            raise ConfigError(
+                "scheduler does not apply to model=gan or dcgan (two optimizers stepped by hand); "
+                "leave scheduler=none."
+            )
+        for regularizer in regularizers:
+            name = type(regularizer).__name__
+            if "gradient_clip_val" in regularizer.trainer_kwargs():
+                raise ConfigError(
+                    f"{name} uses Lightning's gradient clipping, which manual optimization "
+                    "(GANs) does not support; remove it."
+                )
+            if type(regularizer).penalty is not Regularizer.penalty or (
+                type(regularizer).before_optimizer_step is not Regularizer.before_optimizer_step
+            ):
+                raise ConfigError(
+                    f"{name} acts on the weights of one network, but a GAN has two optimizers; "
+                    "weaken D with model.d_dropout or regularizer=dropout instead."
+                )
+            if type(regularizer).transform_input is not Regularizer.transform_input:
+                raise ConfigError(
+                    f"{name} adds noise to inputs; for GANs use model.instance_noise, which "
+                    "noises what the discriminator sees, real and fake."
+                )
+
+    @staticmethod
+    def _check(d_steps, g_steps, label_smoothing, label_noise, instance_noise, decay) -> None:
+        rules = [
+            ("d_steps", d_steps, isinstance(d_steps, int) and d_steps >= 1, "an integer >= 1"),
+            ("g_steps", g_steps, isinstance(g_steps, int) and g_steps >= 1, "an integer >= 1"),
+            ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+            ("label_noise", label_noise, 0 <= label_noise <= 0.5, "in [0, 0.5]"),
+            ("instance_noise", instance_noise, instance_noise >= 0, ">= 0"),
+            ("noise_decay_epochs", decay, isinstance(decay, int) and decay >= 0, "an integer >= 0"),
+        ]
+        for key, value, ok, rule in rules:
+            if not ok:
+                raise ConfigError(f"model.{key} must be {rule}, got {value!r}.")
+
+    @classmethod
+    def options(cls, cfg, data) -> dict[str, Any]:
+        """The GAN settings written under `model` (d_steps, g_steps, label_smoothing, ...)."""
+        return {key: cfg.model.get(key, default) for key, default in OPTIONS.items()}
+
+    @property
+    def logged_metrics(self) -> tuple[str, ...]:
+        return self.base_metrics
+
+    def configure_optimizers(self):
+        """[D's optimizer, G's optimizer], each over its own network's parameters only."""
+        make = self.optimizer_factory
+
+        def factory(lr):
+            return functools.partial(make, lr=lr) if lr is not None else make
+
+        opt_d = factory(self.d_lr)(self.net.discriminator.parameters())
+        opt_g = factory(self.g_lr)(self.net.generator.parameters())
+        return [opt_d, opt_g]
+
+    def noise_std(self) -> float:
+        return instance_noise_std(self.current_epoch, self.instance_noise, self.noise_decay_epochs)
+
+    def _noisy(self, x: torch.Tensor, std: float) -> torch.Tensor:
+        return x + std * torch.randn_like(x) if std > 0 else x
+
+    def _latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.net.latent_dim, device=self.device, generator=generator)
+
+    def d_loss(self, real_logits, fake_logits, generator=None) -> torch.Tensor:
+        """Mean BCE over real (target real_target, maybe flipped) and fake (0) logits."""
+        targets = d_targets(
+            len(real_logits), len(fake_logits), self.label_smoothing, self.label_noise,
+            real_logits.device, generator,
+        )  # fmt: skip
+        return F.binary_cross_entropy_with_logits(torch.cat([real_logits, fake_logits]), targets)
+
+    @staticmethod
+    def g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+        """Non-saturating generator loss: BCE(D(G(z)), 1) = mean of -log sigmoid(D(G(z)))."""
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0]  # labels (batch[1]) are never read
+        for transform in self.augment:
+            x = transform(x)
+        opt_d, opt_g = self.optimizers()
+        n, std, sums = len(x), self.noise_std(), self.train_sums
+        for _ in range(self.d_steps):
+            with torch.no_grad():
+                fake = self.net.generate(self._latent(n))
+            real_logits = self.net(self._noisy(x, std))
+            fake_logits = self.net(self._noisy(fake, std))
+            loss = d_loss = self.d_loss(real_logits, fake_logits)
+            opt_d.zero_grad()
+            self.manual_backward(loss)
+            opt_d.step()
+            with torch.no_grad():
+                sums[0] += loss.detach() * n
+                sums[1] += (real_logits > 0).sum()
+                sums[2] += (fake_logits < 0).sum()
+                sums[3] += n
+        for _ in range(self.g_steps):
+            loss = self.g_loss(self.net(self._noisy(self.net.generate(self._latent(n)), std)))
+            opt_g.zero_grad()
+            self.manual_backward(loss)
+            opt_g.step()
+            with torch.no_grad():
+                sums[4] += loss.detach() * n
+                sums[5] += n
+        if self.is_last_batch(batch_idx):
+            self._log_sums("train", sums[0] / sums[3], sums[4] / sums[5], sums[1:3] / sums[3])
+        return (d_loss + loss).detach()  # for callbacks (nan_guard): non-finite if either is
+
+    def _log_sums(self, split, d_loss, g_loss, accuracies) -> None:
+        self.log_epoch(f"{split}/d_loss", d_loss)
+        self.log_epoch(f"{split}/g_loss", g_loss)
+        self.log_epoch(f"{split}/loss", g_loss)
+        self.log_epoch(f"{split}/d_real_acc", accuracies[0])
+        self.log_epoch(f"{split}/d_fake_acc", accuracies[1])
+        if split == "train":
+            self.log_lr()
+
+    def _eval_start(self) -> None:
+        self.eval_sums.zero_()
+        self.eval_generator = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
+
+    def _eval_step(self, batch) -> None:
+        x = batch[0]  # labels (batch[1]) are never read
+        n = len(x)
+        fake_logits = self.net(self.net.generate(self._latent(n, self.eval_generator)))
+        real_logits = self.net(x)
+        sums = self.eval_sums
+        targets = d_targets(n, n, self.label_smoothing, 0.0, x.device)  # no label noise here
+        logits = torch.cat([real_logits, fake_logits])
+        d_loss = F.binary_cross_entropy_with_logits(logits, targets)
+        sums[0] += d_loss * n
+        sums[1] += self.g_loss(fake_logits) * n
+        sums[2] += (real_logits > 0).sum()
+        sums[3] += (fake_logits < 0).sum()
+        sums[4] += n
+
+    def _log_eval(self, split: str) -> None:
+        sums = self.eval_sums
+        self._log_sums(split, sums[0] / sums[4], sums[1] / sums[4], sums[2:4] / sums[4])
