@@ -46,7 +46,7 @@ OWN_DATA = {
     "grad_clipping_rnn",
     "seq2seq_attention",
 }
-SINGLE_RUNS = {"lstm_fashion", "cnn_fashion", "sentiment_rnn", "char_rnn", "word2vec"}
+SINGLE_RUNS = {"lstm_fashion", "cnn_fashion", "sentiment_rnn", "char_rnn", "word2vec", "dcgan", "vae"}
 
 
 # Runs each preset through lightdl's real CLI entry (app.run_cli on a patched argv), all in one
