@@ -7,7 +7,7 @@ The stabilization tricks are small pure functions (`real_target`, `flip_labels`,
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -100,12 +100,7 @@ class AdversarialTask(SummedEvalTask):
         net: nn.Module,
         loss_fn: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str | None = None,
-        regularizers: Sequence[Regularizer] = (),
-        eval_loss_fn: nn.Module | None = None,
-        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        *,
         d_steps: int = 1,
         g_steps: int = 1,
         g_lr: float | None = None,
@@ -114,12 +109,10 @@ class AdversarialTask(SummedEvalTask):
         label_noise: float = 0.0,
         instance_noise: float = 0.0,
         noise_decay_epochs: int = 0,
+        **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
-        super().__init__(
-            net, loss_fn, optimizer, scheduler, scheduler_interval, scheduler_monitor,
-            regularizers, eval_loss_fn, augment,
-        )  # fmt: skip
-        self._refuse(loss_fn, scheduler, regularizers)
+        super().__init__(net, loss_fn, optimizer, **common)
+        self._refuse(loss_fn, common.get("scheduler"), common.get("regularizers", ()))
         self._check(
             d_steps, g_steps, label_smoothing, label_noise, instance_noise, noise_decay_epochs
         )

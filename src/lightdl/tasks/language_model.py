@@ -12,7 +12,6 @@ from torch import nn
 
 from lightdl.data.text import BOS, EOS, PAD, UNK
 from lightdl.errors import ConfigError
-from lightdl.regularizers import Regularizer
 from lightdl.tasks.base import SummedEvalTask
 
 SPECIALS = (PAD, UNK, BOS, EOS)  # never sampled: they are not text
@@ -35,25 +34,11 @@ class LanguageModelTask(SummedEvalTask):
         net: nn.Module,
         loss_fn: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str | None = None,
-        regularizers: Sequence[Regularizer] = (),
-        eval_loss_fn: nn.Module | None = None,
-        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        *,
         pad_id: int = 0,
+        **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
-        super().__init__(
-            net,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            scheduler_monitor,
-            regularizers,
-            eval_loss_fn,
-            augment,
-        )
+        super().__init__(net, loss_fn, optimizer, **common)
         if not getattr(net, "per_step", False):  # Recurrent sets it for language-model data
             raise ConfigError(
                 f"model {type(net).__name__} gives one output per example, but a language model "

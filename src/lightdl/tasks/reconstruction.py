@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightdl.errors import ConfigError
-from lightdl.regularizers import Regularizer
 from lightdl.tasks.base import SummedEvalTask
 
 EVAL_SEED = 1234  # the VAE's val and test codes: the same draws every pass, so val/loss compares
@@ -41,24 +40,9 @@ class ReconstructionTask(SummedEvalTask):
         net: nn.Module,
         loss_fn: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str | None = None,
-        regularizers: Sequence[Regularizer] = (),
-        eval_loss_fn: nn.Module | None = None,
-        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
-        super().__init__(
-            net,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            scheduler_monitor,
-            regularizers,
-            eval_loss_fn,
-            augment,
-        )
+        super().__init__(net, loss_fn, optimizer, **common)
         name = type(net).__name__.lower()
         if type(loss_fn) is not nn.CrossEntropyLoss or loss_fn.label_smoothing:
             raise ConfigError(

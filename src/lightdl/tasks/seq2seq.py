@@ -10,14 +10,13 @@ training: `sampling_probability` below, set by model.scheduled_sampling.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from lightdl.errors import ConfigError
-from lightdl.regularizers import Regularizer
 from lightdl.tasks.base import SummedEvalTask
 
 BOS_ID = 1
@@ -121,26 +120,12 @@ class Seq2SeqTask(SummedEvalTask):
         net: nn.Module,
         loss_fn: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str | None = None,
-        regularizers: Sequence[Regularizer] = (),
-        eval_loss_fn: nn.Module | None = None,
-        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        *,
         sampling: dict | None = None,
         pad_id: int = 0,
+        **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
-        super().__init__(
-            net,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            scheduler_monitor,
-            regularizers,
-            eval_loss_fn,
-            augment,
-        )
+        super().__init__(net, loss_fn, optimizer, **common)
         if not hasattr(net, "teacher_forced"):
             raise ConfigError(
                 f"model {type(net).__name__} cannot produce output sequences; sequence-to-sequence "

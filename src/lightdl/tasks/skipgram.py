@@ -48,30 +48,16 @@ class SkipGramTask(SummedEvalTask):
         net: nn.Module,
         loss_fn: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str | None = None,
-        regularizers: Sequence[Regularizer] = (),
-        eval_loss_fn: nn.Module | None = None,
-        augment: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        *,
         negative_probs: torch.Tensor | None = None,
         negatives: int = 5,
         query_words: Sequence[str] = (),
         analogies: Sequence[Sequence[str]] = (),
         top_k: int = 8,
+        **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
-        super().__init__(
-            net,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            scheduler_monitor,
-            regularizers,
-            eval_loss_fn,
-            augment,
-        )
-        self._refuse(loss_fn, regularizers)
+        super().__init__(net, loss_fn, optimizer, **common)
+        self._refuse(loss_fn, common.get("regularizers", ()))
         if not hasattr(net, "scores"):
             raise ConfigError(
                 f"data=words trains word vectors: use model=skipgram, not {type(net).__name__}."
