@@ -38,6 +38,7 @@ PRESETS = {
     "bidirectional": (2, "val/acc"),
     "grad_clipping_rnn": (2, "grad_norm/max"),
     "seq2seq_attention": (4, "val/exact_match"),
+    "sgan_few_labels": (2, "val/acc"),
 }
 OWN_DATA = {
     "xor_perceptron",
@@ -46,7 +47,16 @@ OWN_DATA = {
     "grad_clipping_rnn",
     "seq2seq_attention",
 }
-SINGLE_RUNS = {"lstm_fashion", "cnn_fashion", "sentiment_rnn", "char_rnn", "word2vec", "dcgan", "vae"}
+SINGLE_RUNS = {
+    "lstm_fashion",
+    "cnn_fashion",
+    "sentiment_rnn",
+    "char_rnn",
+    "word2vec",
+    "dcgan",
+    "vae",
+    "cgan",
+}
 
 
 # Runs each preset through lightdl's real CLI entry (app.run_cli on a patched argv), all in one

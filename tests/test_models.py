@@ -17,7 +17,7 @@ TOKENS_ONLY = {"textcnn"}  # reads token ids through an embedding
 # their own tasks (tests/test_seq2seq.py, test_word2vec.py): refused on classification data
 OTHER_TASKS = {"seq2seq", "pointer", "skipgram"}
 # generative models train with their own objective (tests/test_autoencoder.py, test_gan.py)
-GENERATIVE = {"autoencoder", "vae", "gan", "dcgan"}
+GENERATIVE = {"autoencoder", "vae", "gan", "dcgan", "cgan", "sgan"}
 EXTRA = {
     "capsnet": ["loss=margin", "model.conv_channels=16"]
 }  # capsule lengths are scored with the margin loss

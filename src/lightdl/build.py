@@ -216,6 +216,7 @@ TASKS = {  # DataSpec.task -> the LightningModule that trains it
     # chosen by the model (its `objective`), not the data: generative models read labelled images
     "reconstruction": "lightdl.tasks.reconstruction.ReconstructionTask",
     "adversarial": "lightdl.tasks.adversarial.AdversarialTask",
+    "semi_supervised": "lightdl.tasks.semi_supervised.SemiSupervisedGANTask",
 }
 
 
@@ -259,6 +260,7 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
     if spec.kind == "tokens":
         _refuse_real_valued_transforms(cfg, regularizers)
     task_name = getattr(net, "objective", None) or spec.task
+    _check_unlabelled(data, task_name, net)
     task_cls = get_class(TASKS[task_name])
     if task_name != "classification":
         return task_cls(**common, **task_cls.options(cfg, data))
@@ -267,6 +269,29 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
     probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
     return task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
+
+
+def _check_unlabelled(data, task_name: str, net) -> None:
+    """data.unlabelled=keep (images with label -1) suits models that read no labels or learn from
+    unlabelled images (sgan); model=sgan with few labels wants the unlabelled images kept."""
+    keep = getattr(data, "unlabelled", "drop") == "keep" and data.train_per_class is not None
+    reads_labels = task_name not in ("reconstruction", "adversarial", "semi_supervised") or (
+        getattr(net, "conditional", False)
+    )
+    if keep and reads_labels:
+        raise ConfigError(
+            f"data.unlabelled=keep leaves training images without labels, which model={_choice('model') or type(net).__name__} "
+            "cannot learn from; use data.unlabelled=drop, or model=sgan."
+        )
+    if (
+        task_name == "semi_supervised"
+        and getattr(data, "train_per_class", None) is not None
+        and (not keep)
+    ):
+        raise ConfigError(
+            "model=sgan learns from unlabelled images too, but data.unlabelled=drop removes them; "
+            "set data.unlabelled=keep."
+        )
 
 
 def _refuse_real_valued_transforms(cfg: DictConfig, regularizers: list[Regularizer]) -> None:

@@ -12,6 +12,8 @@ from lightdl.data.spec import DataSpec
 
 Split = tuple[torch.Tensor, torch.Tensor]
 FULL = "full"  # data.batch_size=full: the whole training split in one batch
+UNLABELLED = ("drop", "keep")  # data.unlabelled: what train_per_class does with the other examples
+NO_LABEL = -1  # the label of a training example kept without its label (data.unlabelled=keep)
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -21,7 +23,10 @@ class InMemoryDataModule(L.LightningDataModule):
     when "val" is absent, `val_size` examples are carved from train with `split_seed`.
 
     batch_size: an integer (1 is pure SGD), or "full" for full-batch gradient descent (one batch,
-    one optimizer step per epoch). label_noise: the fraction of training labels replaced by a
+    one optimizer step per epoch). train_per_class keeps that many labelled training examples per
+    class; `unlabelled` says what happens to the rest: "drop" removes them, "keep" keeps the
+    images with label NO_LABEL (-1), for models that learn from unlabelled images (model=sgan).
+    label_noise: the fraction of training labels replaced by a
     different random class, chosen with `split_seed`; val and test labels stay clean.
     scale_lr_with_batch: `lr_scale` becomes train batch size / lr_reference_batch (the linear
     scaling rule), a factor for optimizer.lr, at most max_lr_scale when set; otherwise it is 1.0.
@@ -43,6 +48,7 @@ class InMemoryDataModule(L.LightningDataModule):
         max_lr_scale: float | None = None,
         classes: list[int] | None = None,
         train_per_class: int | None = None,
+        unlabelled: str = "drop",
     ) -> None:
         super().__init__()
         if batch_size != FULL and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -62,6 +68,20 @@ class InMemoryDataModule(L.LightningDataModule):
         self.max_lr_scale = max_lr_scale
         self.classes = list(classes) if classes is not None else None
         self.train_per_class = train_per_class
+        if unlabelled not in UNLABELLED:
+            from lightdl.errors import ConfigError
+
+            raise ConfigError(
+                f"data.unlabelled must be one of {list(UNLABELLED)}, got {unlabelled!r}."
+            )
+        if unlabelled == "keep" and label_noise:
+            from lightdl.errors import ConfigError
+
+            raise ConfigError(
+                "data.label_noise cannot be combined with data.unlabelled=keep (it would give "
+                "unlabelled images a class); use one of them."
+            )
+        self.unlabelled = unlabelled
         if self.classes is not None:
             self._check_classes()
             self.num_classes = len(self.classes)  # relabelled 0..k-1 in the order given
@@ -140,12 +160,17 @@ class InMemoryDataModule(L.LightningDataModule):
         return x[keep], relabel[y[keep]]
 
     def _few_labels(self, x: torch.Tensor, y: torch.Tensor) -> Split:
-        """train_per_class examples of each class, chosen with split_seed (a small labelled set)."""
+        """train_per_class examples of each class, chosen with split_seed (a small labelled set);
+        with unlabelled=keep every image stays and the others' labels become NO_LABEL."""
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed + 4))
         picked = torch.cat(
             [order[y[order] == c][: self.train_per_class] for c in range(self.num_classes)]
         )
         picked = picked.sort().values
+        if self.unlabelled == "keep":
+            kept = torch.full_like(y, NO_LABEL)
+            kept[picked] = y[picked]
+            return x, kept
         return x[picked], y[picked]
 
     def _corrupt(self, labels: torch.Tensor) -> torch.Tensor:

@@ -176,3 +176,124 @@ class DCGAN(AdversarialModel):
             nn.Flatten(),
             nn.Linear(wide * side * side, 1),
         )
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): the one-hot class is appended to the latent vector before G's first layer."""
+
+    def __init__(self, body: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.body, self.num_classes = body, num_classes
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        onehot = nn.functional.one_hot(labels, self.num_classes).to(z.dtype)
+        return self.body(torch.cat([z, onehot], dim=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = w . h(x) + b + embed(y) . h(x) (Miyato & Koyama 2018): the class enters as an
+    inner product with D's last features h(x), so D judges whether x is a real image *of class y*."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Linear, num_classes: int) -> None:
+        super().__init__()
+        self.trunk, self.head = trunk, head
+        self.embed = nn.Embedding(num_classes, head.in_features)
+        nn.init.zeros_(self.embed.weight)  # starts as the unconditional D
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Without labels (a model summary), only the class-free part w . h(x) + b."""
+        h = self.trunk(x)
+        if labels is None:
+            return self.head(h)
+        return self.head(h) + (self.embed(labels) * h).sum(-1, keepdim=True)
+
+
+class CGAN(AdversarialModel):
+    """Conditional GAN (Mirza & Osindero 2014): G draws an image of a requested class, D judges
+    (image, class) pairs, both given the training labels. The networks are model=dcgan's (the
+    keyword arguments are its: channels, d_dropout, the training options, ...).
+    G gets the one-hot class appended to z; D is a projection discriminator. Fake images are
+    drawn for classes sampled uniformly, so samples of every class are asked for equally.
+    """
+
+    conditional = True
+
+    def __init__(self, spec: DataSpec, latent_dim: int = 100, **kwargs):
+        super().__init__()
+        if spec.num_classes < 2:
+            raise ConfigError("model=cgan draws images of a class, so the data needs >= 2 classes.")
+        k = spec.num_classes
+        base = DCGAN(spec, latent_dim=latent_dim + k, **kwargs)
+        self.spec, self.latent_dim, self.num_classes = spec, latent_dim, k
+        self.training_options = base.training_options
+        self.generator = ConditionalGenerator(base.generator, k)
+        *trunk, head = base.discriminator
+        self.discriminator = ProjectionDiscriminator(nn.Sequential(*trunk), head, k)
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] of the classes `labels` (N,) from latents z."""
+        if labels is None:
+            raise ValueError("model=cgan generates images of given classes: pass labels.")
+        return self.generator(z, labels).view(len(z), *self.spec.input_shape)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logit (N,) that each image is a real image of its class."""
+        return self.discriminator(x, labels).squeeze(-1)
+
+
+class SGAN(AdversarialModel):
+    """Semi-supervised GAN (Salimans et al. 2016): D is a K+1-way classifier - the data's K classes
+    and "fake" - so it learns to classify from few labels while learning what real images look
+    like from all of them. The fake class's logit is fixed at 0 (the K+1-way softmax has one
+    redundant logit), so D's K outputs l give P(real | x) = sigmoid(logsumexp(l)).
+    forward(x) returns the K class logits (the classifier); `features(x)` is D's last hidden
+    layer, which G matches in mean when feature_matching is on (the paper's G objective).
+    The networks are model=dcgan's; the other keyword arguments are its.
+    `labelled_batch` labelled examples are drawn per training step from the labelled ones;
+    adversarial=false trains D alone on them, as a plain classifier (the baseline).
+    """
+
+    objective = "semi_supervised"
+    tasks = ("classification",)
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent_dim: int = 100,
+        feature_matching: bool = True,
+        labelled_batch: int = 64,
+        adversarial: bool = True,
+        **kwargs,
+    ):
+        super().__init__()
+        if spec.num_classes < 2:
+            raise ConfigError("model=sgan classifies, so the data needs >= 2 classes.")
+        if (
+            isinstance(labelled_batch, bool)
+            or not isinstance(labelled_batch, int)
+            or labelled_batch < 1
+        ):
+            raise ConfigError(
+                f"model.labelled_batch must be an integer >= 1, got {labelled_batch!r}."
+            )
+        base = DCGAN(spec, latent_dim=latent_dim, **kwargs)
+        self.spec, self.latent_dim = spec, latent_dim
+        self.training_options = {
+            **base.training_options,
+            "feature_matching": bool(feature_matching),
+            "labelled_batch": labelled_batch,
+            "adversarial": bool(adversarial),
+        }
+        self.generator = base.generator
+        *trunk, head = base.discriminator
+        self.discriminator = nn.Sequential(
+            nn.Sequential(*trunk), nn.Linear(head.in_features, spec.num_classes)
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """D's last hidden features (N, F), before its class layer."""
+        return self.discriminator[0](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The K class logits (N, K); the fake class's logit is 0."""
+        return self.discriminator(x)

@@ -12,8 +12,9 @@ from lightdl.data.spec import DataSpec
 from lightdl.errors import ConfigError
 
 
-def _source_files(source: str) -> tuple[Path, Path]:
-    """(checkpoint, the run's .hydra/config.yaml) for a run directory or a checkpoint file."""
+def run_files(source: str, key: str = "model.source") -> tuple[Path, Path]:
+    """(checkpoint, the run's .hydra/config.yaml) for a run directory or a checkpoint file;
+    `key` is the config key that named `source`, for the error sentence."""
     path = Path(source).expanduser()
     if path.is_dir():
         run_dir = path
@@ -30,19 +31,20 @@ def _source_files(source: str) -> tuple[Path, Path]:
     config = run_dir / ".hydra" / "config.yaml"
     if checkpoint is None or not config.is_file():
         raise ConfigError(
-            f"model.source={source}: expected an earlier lightdl run directory (with "
+            f"{key}={source}: expected an earlier lightdl run directory (with "
             "checkpoints/best.ckpt or last.ckpt and .hydra/config.yaml) or one of its checkpoints."
         )
     return checkpoint, config
 
 
-def _source_net(source: str, spec: DataSpec) -> nn.Module:
-    """Rebuild the source run's network from its own config and load its trained weights."""
+def load_run_net(source: str, spec: DataSpec, key: str = "model.source") -> nn.Module:
+    """Rebuild an earlier run's network from its own config for inputs of `spec`'s shape, with
+    the run's own class count, and load its trained weights. `key` names `source` in errors."""
     from hydra.utils import get_object
 
     from lightdl import build
 
-    checkpoint, config = _source_files(source)
+    checkpoint, config = run_files(source, key)
     cfg = OmegaConf.load(config)
     classes = cfg.data.get("classes")
     num_classes = len(classes) if classes else get_object(cfg.data._target_).num_classes
@@ -52,13 +54,13 @@ def _source_net(source: str, spec: DataSpec) -> nn.Module:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # a corrupt or foreign file: one sentence, not a traceback
-        raise ConfigError(f"model.source: cannot read the checkpoint {checkpoint}: {exc}") from exc
+        raise ConfigError(f"{key}: cannot read the checkpoint {checkpoint}: {exc}") from exc
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     try:
         net.load_state_dict(weights)
     except RuntimeError as exc:
         raise ConfigError(
-            f"model.source: the checkpoint {checkpoint} does not fit the network its run's config "
+            f"{key}: the checkpoint {checkpoint} does not fit the network its run's config "
             f"builds for input {spec.input_shape}: {str(exc).splitlines()[0]}"
         ) from exc
     return net
@@ -140,7 +142,7 @@ class Transfer(nn.Module):
             raise ConfigError(
                 "model=transfer needs model.source: an earlier run's directory or checkpoint."
             )
-        self.net = _source_net(source, spec)
+        self.net = load_run_net(source, spec)
         parent, attribute, old = _last_linear(self.net)
         head = nn.Linear(old.in_features, spec.num_classes)
         setattr(parent, attribute, head)

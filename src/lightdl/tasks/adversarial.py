@@ -74,7 +74,9 @@ def instance_noise_std(epoch: int, std: float, decay_epochs: int) -> float:
 class AdversarialTask(SummedEvalTask):
     """Trains a model with `generator`, `discriminator` and `generate(z)` by manual optimization.
 
-    Per training batch of real images x (labels are never read): `d_steps` updates of D on
+    Per training batch of real images x (labels are read only by conditional nets, model=cgan,
+    whose D judges (image, class) pairs and whose G is asked for uniformly drawn classes;
+    otherwise never, not even in validation and test): `d_steps` updates of D on
     BCE(D(x), real_target) + BCE(D(G(z)), 0) (the mean over real and fake; label noise flips a
     fraction of those targets), then `g_steps` updates of G on the non-saturating loss
     BCE(D(G(z)), 1), i.e. -log D(G(z)), which keeps a strong gradient when D rejects the fakes.
@@ -218,18 +220,51 @@ class AdversarialTask(SummedEvalTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
+    # ---- the pieces a conditional or semi-supervised GAN changes --------------------------------
+
+    def _real_labels(self, batch) -> torch.Tensor | None:
+        """The batch's labels for a conditional net (D judges image-class pairs); otherwise the
+        labels are never read."""
+        return batch[1] if self.net.conditional else None
+
+    def _fake_labels(self, n: int, generator: torch.Generator | None = None):
+        """Classes asked of G, uniform over the data's classes (conditional nets only)."""
+        if not self.net.conditional:
+            return None
+        k = self.net.num_classes
+        return torch.randint(k, (n,), device=self.device, generator=generator)
+
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.net.generate(z) if labels is None else self.net.generate(z, labels)
+
+    def d_logit(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logit (N,) that each image is real (of its class, for conditional nets)."""
+        return self.net(x) if labels is None else self.net(x, labels)
+
+    def d_extra_loss(self) -> torch.Tensor | int:
+        """Added to D's loss at each D step (the semi-supervised GAN's labelled term)."""
+        return 0
+
+    def g_objective(self, real: torch.Tensor, fake: torch.Tensor, labels, std: float):
+        """G's loss on its fakes: the non-saturating loss through D (instance noise included)."""
+        return self.g_loss(self.d_logit(self._noisy(fake, std), labels))
+
+    # ---- training ------------------------------------------------------------------------------
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x = batch[0]  # labels (batch[1]) are never read
+        x = batch[0]
+        labels = self._real_labels(batch)
         for transform in self.augment:
             x = transform(x)
         opt_d, opt_g = self.optimizers()
         n, std, sums = len(x), self.noise_std(), self.train_sums
         for _ in range(self.d_steps):
+            fake_labels = self._fake_labels(n)
             with torch.no_grad():
-                fake = self.net.generate(self._latent(n))
-            real_logits = self.net(self._noisy(x, std))
-            fake_logits = self.net(self._noisy(fake, std))
-            loss = d_loss = self.d_loss(real_logits, fake_logits)
+                fake = self._generate(self._latent(n), fake_labels)
+            real_logits = self.d_logit(self._noisy(x, std), labels)
+            fake_logits = self.d_logit(self._noisy(fake, std), fake_labels)
+            loss = d_loss = self.d_loss(real_logits, fake_logits) + self.d_extra_loss()
             opt_d.zero_grad()
             self.manual_backward(loss)
             opt_d.step()
@@ -239,7 +274,9 @@ class AdversarialTask(SummedEvalTask):
                 sums[2] += (fake_logits < 0).sum()
                 sums[3] += n
         for _ in range(self.g_steps):
-            loss = self.g_loss(self.net(self._noisy(self.net.generate(self._latent(n)), std)))
+            fake_labels = self._fake_labels(n)
+            fake = self._generate(self._latent(n), fake_labels)
+            loss = self.g_objective(x, fake, fake_labels, std)
             opt_g.zero_grad()
             self.manual_backward(loss)
             opt_g.step()
@@ -247,13 +284,19 @@ class AdversarialTask(SummedEvalTask):
                 sums[4] += loss.detach() * n
                 sums[5] += n
         if self.is_last_batch(batch_idx):
-            self._log_sums("train", sums[0] / sums[3], sums[4] / sums[5], sums[1:3] / sums[3])
+            self._log_train()
         return (d_loss + loss).detach()  # for callbacks (nan_guard): non-finite if either is
 
-    def _log_sums(self, split, d_loss, g_loss, accuracies) -> None:
+    def _log_train(self, loss=None) -> None:
+        """The epoch's training metrics from train_sums, once, at its last batch."""
+        sums = self.train_sums
+        self._log_sums("train", sums[0] / sums[3], sums[4] / sums[5], sums[1:3] / sums[3], loss)
+
+    def _log_sums(self, split, d_loss, g_loss, accuracies, loss=None) -> None:
+        """`split`/loss is G's loss unless a subclass passes its own `loss`."""
         self.log_epoch(f"{split}/d_loss", d_loss)
         self.log_epoch(f"{split}/g_loss", g_loss)
-        self.log_epoch(f"{split}/loss", g_loss)
+        self.log_epoch(f"{split}/loss", g_loss if loss is None else loss)
         self.log_epoch(f"{split}/d_real_acc", accuracies[0])
         self.log_epoch(f"{split}/d_fake_acc", accuracies[1])
         if split == "train":
@@ -264,10 +307,13 @@ class AdversarialTask(SummedEvalTask):
         self.eval_generator = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
 
     def _eval_step(self, batch) -> None:
-        x = batch[0]  # labels (batch[1]) are never read
+        x = batch[0]
+        labels = self._real_labels(batch)  # None unless conditional: labels are never read
         n = len(x)
-        fake_logits = self.net(self.net.generate(self._latent(n, self.eval_generator)))
-        real_logits = self.net(x)
+        fake_labels = self._fake_labels(n, self.eval_generator)
+        fake = self._generate(self._latent(n, self.eval_generator), fake_labels)
+        fake_logits = self.d_logit(fake, fake_labels)
+        real_logits = self.d_logit(x, labels)
         sums = self.eval_sums
         targets = d_targets(n, n, self.label_smoothing, 0.0, x.device)  # no label noise here
         logits = torch.cat([real_logits, fake_logits])
