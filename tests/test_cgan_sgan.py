@@ -98,7 +98,9 @@ def test_sgan_real_logit_and_feature_matching_follow_their_formulas(tmp_path):
     )
 
 
-def test_sgan_learns_to_classify_from_ten_labels_per_class_and_reads_only_those(tmp_path):
+def test_sgan_learns_to_classify_from_ten_labels_per_class_and_reads_only_those(
+    tmp_path, monkeypatch
+):
     seen: list[torch.Tensor] = []
     original = F.cross_entropy
 
@@ -108,17 +110,10 @@ def test_sgan_learns_to_classify_from_ten_labels_per_class_and_reads_only_those(
 
     import lightdl.tasks.semi_supervised as semi
 
-    semi.F.cross_entropy = spy
-    try:
-        net, task, trainer = _fit(
-            tmp_path,
-            "optimizer.lr=0.001",
-            "optimizer.betas=[0.5,0.999]",
-            epochs=5,
-            base=SGAN_FAST,
-        )
-    finally:
-        semi.F.cross_entropy = original
+    monkeypatch.setattr(semi.F, "cross_entropy", spy)
+    net, task, trainer = _fit(
+        tmp_path, "optimizer.lr=0.001", "optimizer.betas=[0.5,0.999]", epochs=5, base=SGAN_FAST
+    )
     assert len(task.labelled[1]) == 100  # 10 labels per class; the rest of train is -1
     trained = torch.cat(seen)
     assert (trained >= 0).all()  # no -1 ever reached the supervised loss
@@ -144,6 +139,12 @@ def test_sgan_forward_is_a_k_class_classifier_and_builds_from_dcgan():
         (["model=sgan", "preprocess=none", "data.train_per_class=10"], "data.unlabelled=keep"),
         ([*SGAN_FAST, "data.label_noise=0.1"], "data.label_noise"),
         (["data.unlabelled=some"], "data.unlabelled must be one of"),
+        (["model=sgan", "preprocess=none", "data.unlabelled=keep"], "data.train_per_class too"),
+        ([*SGAN_FAST, "model.adversarial=maybe"], "model.adversarial must be true or false"),
+        (["model=cgan", "preprocess=none", "model.latent_dim=0"], "model.latent_dim"),
+        (["model=cgan", "data=moons"], "model=cgan generates images"),
+        ([*CGAN_FAST, "+model.gan_loss=wasserstein"], "unconditional critic"),
+        ([*SGAN_FAST, "+model.gan_loss=wasserstein"], "unconditional critic"),
     ],
 )
 def test_label_combinations_that_cannot_work_are_refused(tmp_path, overrides, words):
@@ -155,3 +156,15 @@ def test_label_combinations_that_cannot_work_are_refused(tmp_path, overrides, wo
         build.build_task(cfg, net, datamodule, [])
     assert words in str(info.value)
     assert str(info.value).count(". ") == 0  # one sentence
+
+
+def test_sgan_baseline_trains_d_alone_with_as_many_supervised_steps(tmp_path):
+    watcher = StepWatcher()
+    net, task, trainer = _fit(
+        tmp_path, "model.adversarial=false", "model.d_steps=2", callbacks=[watcher], base=SGAN_FAST
+    )
+    batches = trainer.num_training_batches
+    assert watcher.order == ["D"] * 2 * batches  # G never steps: no adversarial game
+    assert watcher.violations == [] and all(watcher.own_moved)
+    m = set(trainer.callback_metrics)
+    assert {"train/loss", "train/acc", "val/acc"} <= m and "train/g_loss" not in m

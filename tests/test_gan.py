@@ -12,7 +12,13 @@ from lightdl import build
 from lightdl.data.spec import DataSpec
 from lightdl.errors import ConfigError
 from lightdl.models.gan import DCGAN, GAN
-from lightdl.tasks.adversarial import d_targets, flip_labels, instance_noise_std, real_target
+from lightdl.tasks.adversarial import (
+    d_targets,
+    flip_labels,
+    gradient_penalty,
+    instance_noise_std,
+    real_target,
+)
 
 GAN_FAST = ["model=gan", "preprocess=none", "model.hidden=[64,64]", "model.latent_dim=16"]
 
@@ -259,10 +265,13 @@ def test_models_refuse_what_they_cannot_generate():
         ("scheduler=cosine", "scheduler=none"),
         ("model.d_steps=0", "model.d_steps"),
         ("model.label_smoothing=1.0", "model.label_smoothing"),
+        ("model.gan_loss=hinge", "model.gan_loss must be one of"),
+        ("model.gp_weight=-1", "model.gp_weight"),
+        ("model.gan_loss=wasserstein model.label_smoothing=0.1", "Wasserstein critic"),
     ],
 )
 def test_settings_that_do_not_apply_are_refused_in_one_sentence(tmp_path, override, words):
-    cfg = make_cfg(tmp_path, *GAN_FAST, override)
+    cfg = make_cfg(tmp_path, *GAN_FAST, *override.split())
     datamodule = build.build_datamodule(cfg)
     regularizers = build.build_regularizers(cfg)
     with pytest.raises(ConfigError) as info:
@@ -270,3 +279,39 @@ def test_settings_that_do_not_apply_are_refused_in_one_sentence(tmp_path, overri
         build.build_task(cfg, net, datamodule, regularizers)
     assert words in str(info.value)
     assert str(info.value).count(". ") == 0  # one sentence
+
+
+def test_gradient_penalty_follows_its_formula():
+    w = torch.tensor([3.0, 4.0])  # a linear critic: its gradient is w everywhere, ||w|| = 5
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    assert gradient_penalty(lambda v: v @ w, real, fake).item() == pytest.approx(16.0)  # (5-1)^2
+    unit = w / 5  # a 1-Lipschitz linear critic pays nothing
+    assert gradient_penalty(lambda v: v @ unit, real, fake).item() == pytest.approx(0.0, abs=1e-6)
+    # a quadratic critic: the gradient 2*x_hat depends on where the mix lands
+    torch.manual_seed(0)
+    penalty = gradient_penalty(lambda v: v.pow(2).sum(1), real, fake)
+    torch.manual_seed(0)
+    eps = torch.rand(6, 1)
+    mixed = eps * real + (1 - eps) * fake
+    assert penalty.item() == pytest.approx(((2 * mixed).norm(dim=1) - 1).pow(2).mean().item())
+
+
+def test_wasserstein_losses_critic_without_batchnorm_and_a_short_run(tmp_path):
+    net, task, trainer = _fit(
+        tmp_path,
+        "model.gan_loss=wasserstein",
+        "model.d_steps=2",
+        "optimizer.lr=0.0002",
+        "optimizer.betas=[0.0,0.9]",
+        epochs=2,
+        base=DCGAN_FAST,
+    )
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    assert task.d_loss(real, fake).item() == pytest.approx(-2.5)  # mean fake - mean real
+    assert task.g_loss(fake).item() == pytest.approx(0.5)  # -mean fake
+    norms = [type(m).__name__ for m in net.discriminator.modules()]
+    assert "BatchNorm2d" not in norms and "GroupNorm" in norms  # the penalty is per example
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert all(torch.isfinite(torch.tensor(m[k])) for k in ("train/d_loss", "val/d_loss"))
+    # the critic separates real from fake: its loss (fake minus real score) is below 0
+    assert m["val/d_loss"] < 0, m["val/d_loss"]

@@ -274,7 +274,7 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
 def _check_unlabelled(data, task_name: str, net) -> None:
     """data.unlabelled=keep (images with label -1) suits models that read no labels or learn from
     unlabelled images (sgan); model=sgan with few labels wants the unlabelled images kept."""
-    keep = getattr(data, "unlabelled", "drop") == "keep" and data.train_per_class is not None
+    keep = getattr(data, "unlabelled", "drop") == "keep"  # with train_per_class (data checks)
     reads_labels = task_name not in ("reconstruction", "adversarial", "semi_supervised") or (
         getattr(net, "conditional", False)
     )

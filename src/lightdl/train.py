@@ -49,7 +49,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     net = build.build_net(cfg, spec, regularizers)
     task = build.build_task(cfg, net, datamodule, regularizers)
     callbacks = {name: build.make(cfg.callbacks, name) for name in (cfg.callbacks or {})}
-    check_monitors(build.monitored(cfg, callbacks), task.logged_metrics)
+    from_callbacks = tuple(m for c in callbacks.values() for m in getattr(c, "logged_metrics", ()))
+    check_monitors(build.monitored(cfg, callbacks), task.logged_metrics + from_callbacks)
     print(summarize(net, datamodule.example_input()), flush=True)
 
     history = History(cfg.monitor, cfg.mode)

@@ -27,11 +27,15 @@ class SampleQuality(L.Callback):
 
     The judge is `judge` (an earlier lightdl classification run or its checkpoint, trained with
     preprocess=none), or else a `judge_model` trained for `judge_epochs` on the data option
-    `data` (null: this run's) in a separate process and cached under `cache_dir` for later runs.
+    `data` (null: this run's), limited to the datamodule's `classes` when it has them, in a
+    separate process and cached under `cache_dir` for later runs.
     It must tell apart exactly the data's classes from inputs of the data's shape; a net without
     `generate` is refused too, both when training starts. Both nets run in eval mode under
     no_grad on the module's device (previous modes restored), only at validation end.
     """
+
+    # what it may log, so `monitor=val/sample_acc` (conditional nets) passes the check at start
+    logged_metrics = ("val/sample_class_entropy", "val/sample_acc")
 
     def __init__(
         self,
@@ -83,7 +87,10 @@ class SampleQuality(L.Callback):
                         f"{KEY}.data must name the data option to train a judge on (e.g. digits) "
                         "when not run by the lightdl command, or set judge."
                     )
-                source = ensure_judge(data, self.judge_model, self.judge_epochs, self.cache_dir)
+                classes = getattr(getattr(trainer, "datamodule", None), "classes", None)
+                source = ensure_judge(
+                    data, self.judge_model, self.judge_epochs, self.cache_dir, classes
+                )
             else:
                 print(f"sample_quality: judging with {Path(source).expanduser()}", flush=True)
             self.judge_net = load_judge(source, spec, data)
@@ -121,7 +128,10 @@ class SampleQuality(L.Callback):
         finally:
             pl_module.train(was_training)
         predicted = torch.cat(predicted)
-        share = torch.bincount(predicted, minlength=self.num_classes).float() / self.n
+        # a histogram by scatter_add_: torch.bincount would sync with the host (it reads the max)
+        counts = torch.zeros(self.num_classes, device=device)
+        counts.scatter_add_(0, predicted, torch.ones_like(predicted, dtype=counts.dtype))
+        share = counts / self.n
         found = {"val/sample_class_entropy": -torch.special.xlogy(share, share).sum()}
         if self.labels is not None:
             found["val/sample_acc"] = (predicted == self.labels.to(device)).float().mean()

@@ -74,6 +74,13 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.unlabelled must be one of {list(UNLABELLED)}, got {unlabelled!r}."
             )
+        if unlabelled == "keep" and train_per_class is None:
+            from lightdl.errors import ConfigError
+
+            raise ConfigError(
+                "data.unlabelled=keep keeps the images beyond data.train_per_class labelled ones "
+                "per class, so set data.train_per_class too."
+            )
         if unlabelled == "keep" and label_noise:
             from lightdl.errors import ConfigError
 

@@ -4,7 +4,7 @@
 Both classes declare `objective = "adversarial"`, so build.build_task trains them with
 AdversarialTask whatever the data's task is; they read image data and never its labels.
 The training options (d_steps, g_steps, g_lr, d_lr, label_smoothing, label_noise,
-instance_noise, noise_decay_epochs) are accepted and stored here so a model yaml can set them;
+instance_noise, noise_decay_epochs, gan_loss, gp_weight) are accepted and stored here so a model yaml can set them;
 AdversarialTask.options reads them from the config.
 """
 
@@ -87,12 +87,15 @@ class GAN(AdversarialModel):
         label_noise: float = 0.0,
         instance_noise: float = 0.0,
         noise_decay_epochs: int = 0,
+        gan_loss: str = "bce",
+        gp_weight: float = 10.0,
     ) -> None:
         super().__init__()
         self._store(
             spec, latent_dim, "gan", d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
             label_smoothing=label_smoothing, label_noise=label_noise,
             instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
+            gan_loss=gan_loss, gp_weight=gp_weight,
         )  # fmt: skip
         unit = _unit(activation, nn.ReLU, "gan")
         p = dropout if dropout > 0 else d_dropout
@@ -118,8 +121,9 @@ class DCGAN(AdversarialModel):
     G: latent -> Linear -> BatchNorm -> activation, as 2*channels maps of side/4, then two
     stride-2 transposed convolutions (the first with BatchNorm and the activation) up to the
     image, sigmoid at the end. D: two stride-2 convolutions (channels, 2*channels; BatchNorm on
-    the second) with LeakyReLU(d_slope) and dropout, then one logit. No pooling anywhere: the
-    strides learn their own up- and down-sampling, and batchnorm keeps G's layers well scaled.
+    the second, or per-example layer normalization for gan_loss=wasserstein, whose gradient
+    penalty batchnorm would break) with LeakyReLU(d_slope) and dropout, then one logit. No
+    pooling anywhere: the strides learn their own up- and down-sampling, and batchnorm keeps G's layers well scaled.
     """
 
     def __init__(
@@ -139,19 +143,23 @@ class DCGAN(AdversarialModel):
         label_noise: float = 0.0,
         instance_noise: float = 0.0,
         noise_decay_epochs: int = 0,
+        gan_loss: str = "bce",
+        gp_weight: float = 10.0,
+        _name: str = "dcgan",  # the option named in errors: cgan and sgan build on DCGAN
     ) -> None:
         super().__init__()
         self._store(
-            spec, latent_dim, "dcgan", d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
+            spec, latent_dim, _name, d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
             label_smoothing=label_smoothing, label_noise=label_noise,
             instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
+            gan_loss=gan_loss, gp_weight=gp_weight,
         )  # fmt: skip
         c, h, w = spec.input_shape
         if h != w or h % 4:
             raise ConfigError(
-                f"model=dcgan needs square images whose side divides by 4, got {h}x{w}."
+                f"model={_name} needs square images whose side divides by 4, got {h}x{w}."
             )
-        unit = _unit(activation, nn.ReLU, "dcgan")
+        unit = _unit(activation, nn.ReLU, _name)
         p = dropout if dropout > 0 else d_dropout
         side, wide = h // 4, 2 * channels
         self.generator = nn.Sequential(
@@ -170,7 +178,8 @@ class DCGAN(AdversarialModel):
             nn.LeakyReLU(d_slope),
             nn.Dropout(p),
             nn.Conv2d(channels, wide, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(wide),
+            # a gradient penalty is per example, so a WGAN-GP critic normalizes per example
+            nn.GroupNorm(1, wide) if gan_loss == "wasserstein" else nn.BatchNorm2d(wide),
             nn.LeakyReLU(d_slope),
             nn.Dropout(p),
             nn.Flatten(),
@@ -220,10 +229,12 @@ class CGAN(AdversarialModel):
 
     def __init__(self, spec: DataSpec, latent_dim: int = 100, **kwargs):
         super().__init__()
+        if latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be >= 1, got {latent_dim}.")
+        base = DCGAN(spec, latent_dim=latent_dim + spec.num_classes, _name="cgan", **kwargs)
         if spec.num_classes < 2:
             raise ConfigError("model=cgan draws images of a class, so the data needs >= 2 classes.")
         k = spec.num_classes
-        base = DCGAN(spec, latent_dim=latent_dim + k, **kwargs)
         self.spec, self.latent_dim, self.num_classes = spec, latent_dim, k
         self.training_options = base.training_options
         self.generator = ConditionalGenerator(base.generator, k)
@@ -266,8 +277,12 @@ class SGAN(AdversarialModel):
         **kwargs,
     ):
         super().__init__()
+        base = DCGAN(spec, latent_dim=latent_dim, _name="sgan", **kwargs)
         if spec.num_classes < 2:
             raise ConfigError("model=sgan classifies, so the data needs >= 2 classes.")
+        for key, value in (("feature_matching", feature_matching), ("adversarial", adversarial)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"model.{key} must be true or false, got {value!r}.")
         if (
             isinstance(labelled_batch, bool)
             or not isinstance(labelled_batch, int)
@@ -276,13 +291,12 @@ class SGAN(AdversarialModel):
             raise ConfigError(
                 f"model.labelled_batch must be an integer >= 1, got {labelled_batch!r}."
             )
-        base = DCGAN(spec, latent_dim=latent_dim, **kwargs)
         self.spec, self.latent_dim = spec, latent_dim
         self.training_options = {
             **base.training_options,
-            "feature_matching": bool(feature_matching),
+            "feature_matching": feature_matching,
             "labelled_batch": labelled_batch,
-            "adversarial": bool(adversarial),
+            "adversarial": adversarial,
         }
         self.generator = base.generator
         *trunk, head = base.discriminator

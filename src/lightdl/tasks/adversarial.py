@@ -28,7 +28,10 @@ OPTIONS = {  # model.<key> -> default: the task's settings, written in the model
     "label_noise": 0.0,
     "instance_noise": 0.0,
     "noise_decay_epochs": 0,
+    "gan_loss": "bce",
+    "gp_weight": 10.0,
 }
+GAN_LOSSES = ("bce", "wasserstein")
 
 
 def real_target(label_smoothing: float) -> float:
@@ -71,6 +74,16 @@ def instance_noise_std(epoch: int, std: float, decay_epochs: int) -> float:
     return std * max(0.0, 1.0 - epoch / decay_epochs)
 
 
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): the batch mean of (||grad critic(x_hat)||_2 - 1)^2 at
+    x_hat = e * real + (1 - e) * fake, e ~ U(0, 1) per example. It keeps the critic close to
+    1-Lipschitz, which the Wasserstein distance estimate needs; create_graph lets D train on it."""
+    eps = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
 class AdversarialTask(SummedEvalTask):
     """Trains a model with `generator`, `discriminator` and `generate(z)` by manual optimization.
 
@@ -81,9 +94,13 @@ class AdversarialTask(SummedEvalTask):
     fraction of those targets), then `g_steps` updates of G on the non-saturating loss
     BCE(D(G(z)), 1), i.e. -log D(G(z)), which keeps a strong gradient when D rejects the fakes.
     Instance noise N(0, std^2) is added to everything D sees, std decaying linearly per epoch.
+    gan_loss=wasserstein (WGAN-GP) makes D a critic instead: D's loss is mean D(fake) - mean
+    D(real) + gp_weight x gradient_penalty, G's is -mean D(fake) (label smoothing and label noise
+    do not apply; d_real_acc / d_fake_acc count positive / negative critic scores).
     Two optimizers come from the `optimizer` factory (D's first, G's second); model.d_lr and
     model.g_lr replace its lr for one network.
-    Logged once per epoch: train/d_loss, train/g_loss, train/d_real_acc, train/d_fake_acc
+    Logged once per epoch: train/d_loss (the real/fake loss alone, without the gradient penalty
+    or sgan's supervised term, so it compares with val/d_loss), train/g_loss, train/d_real_acc, train/d_fake_acc
     (fraction of real images D calls real, of fakes D calls fake) and train/loss = train/g_loss;
     per evaluation pass the same on the split's images and fixed latent draws, with
     val/loss = val/g_loss (so the default monitor works: lower means G fools D more).
@@ -111,6 +128,8 @@ class AdversarialTask(SummedEvalTask):
         label_noise: float = 0.0,
         instance_noise: float = 0.0,
         noise_decay_epochs: int = 0,
+        gan_loss: str = "bce",
+        gp_weight: float = 10.0,
         **common: Any,  # the rest of BaseTask's arguments (scheduler, regularizers, ...)
     ) -> None:
         super().__init__(net, loss_fn, optimizer, **common)
@@ -118,6 +137,8 @@ class AdversarialTask(SummedEvalTask):
         self._check(
             d_steps, g_steps, label_smoothing, label_noise, instance_noise, noise_decay_epochs
         )
+        self._check_wasserstein(net, gan_loss, gp_weight, label_smoothing, label_noise)
+        self.gan_loss, self.gp_weight = gan_loss, gp_weight
         self.automatic_optimization = False
         self.d_steps, self.g_steps = d_steps, g_steps
         self.g_lr, self.d_lr = g_lr, d_lr
@@ -175,6 +196,26 @@ class AdversarialTask(SummedEvalTask):
             if not ok:
                 raise ConfigError(f"model.{key} must be {rule}, got {value!r}.")
 
+    @staticmethod
+    def _check_wasserstein(net, gan_loss, gp_weight, label_smoothing, label_noise) -> None:
+        if gan_loss not in GAN_LOSSES:
+            raise ConfigError(
+                f"model.gan_loss must be one of {list(GAN_LOSSES)}, got {gan_loss!r}."
+            )
+        if isinstance(gp_weight, bool) or not isinstance(gp_weight, int | float) or gp_weight < 0:
+            raise ConfigError(f"model.gp_weight must be a number >= 0, got {gp_weight!r}.")
+        if gan_loss != "wasserstein":
+            return
+        if net.conditional or getattr(net, "objective", "") != "adversarial":
+            raise ConfigError(
+                "model.gan_loss=wasserstein is for model=gan and dcgan (an unconditional critic)."
+            )
+        if label_smoothing or label_noise:
+            raise ConfigError(
+                "model.label_smoothing and model.label_noise shape binary real/fake targets, which "
+                "a Wasserstein critic does not have; set them to 0."
+            )
+
     @classmethod
     def options(cls, cfg, data) -> dict[str, Any]:
         """The GAN settings written under `model` (d_steps, g_steps, label_smoothing, ...)."""
@@ -204,18 +245,29 @@ class AdversarialTask(SummedEvalTask):
     def _latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.net.latent_dim, device=self.device, generator=generator)
 
-    def d_loss(self, real_logits, fake_logits, generator=None) -> torch.Tensor:
-        """Mean BCE over real (target real_target, maybe flipped) and fake (0) logits."""
+    def d_loss(self, real_logits, fake_logits, label_noise: float | None = None) -> torch.Tensor:
+        """Mean BCE over real (target real_target, maybe flipped) and fake (0) logits; for
+        gan_loss=wasserstein, mean critic score of fakes minus that of reals."""
+        if self.gan_loss == "wasserstein":
+            return fake_logits.mean() - real_logits.mean()
+        noise = self.label_noise if label_noise is None else label_noise
         targets = d_targets(
-            len(real_logits), len(fake_logits), self.label_smoothing, self.label_noise,
-            real_logits.device, generator,
-        )  # fmt: skip
+            len(real_logits), len(fake_logits), self.label_smoothing, noise, real_logits.device
+        )
         return F.binary_cross_entropy_with_logits(torch.cat([real_logits, fake_logits]), targets)
 
-    @staticmethod
-    def g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-        """Non-saturating generator loss: BCE(D(G(z)), 1) = mean of -log sigmoid(D(G(z)))."""
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Non-saturating generator loss: BCE(D(G(z)), 1) = mean of -log sigmoid(D(G(z)));
+        for gan_loss=wasserstein, minus the mean critic score of the fakes."""
+        if self.gan_loss == "wasserstein":
+            return -fake_logits.mean()
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | int:
+        """gp_weight x the gradient penalty for a Wasserstein critic; nothing for BCE."""
+        if self.gan_loss != "wasserstein" or not self.gp_weight:
+            return 0
+        return self.gp_weight * gradient_penalty(lambda v: self.d_logit(v, None), real, fake)
 
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
@@ -262,14 +314,16 @@ class AdversarialTask(SummedEvalTask):
             fake_labels = self._fake_labels(n)
             with torch.no_grad():
                 fake = self._generate(self._latent(n), fake_labels)
-            real_logits = self.d_logit(self._noisy(x, std), labels)
-            fake_logits = self.d_logit(self._noisy(fake, std), fake_labels)
-            loss = d_loss = self.d_loss(real_logits, fake_logits) + self.d_extra_loss()
+            real, fake = self._noisy(x, std), self._noisy(fake, std)
+            real_logits = self.d_logit(real, labels)
+            fake_logits = self.d_logit(fake, fake_labels)
+            game = self.d_loss(real_logits, fake_logits)  # logged: comparable with val/d_loss
+            loss = d_loss = game + self.d_penalty(real, fake) + self.d_extra_loss()
             opt_d.zero_grad()
             self.manual_backward(loss)
             opt_d.step()
             with torch.no_grad():
-                sums[0] += loss.detach() * n
+                sums[0] += game.detach() * n
                 sums[1] += (real_logits > 0).sum()
                 sums[2] += (fake_logits < 0).sum()
                 sums[3] += n
@@ -315,10 +369,7 @@ class AdversarialTask(SummedEvalTask):
         fake_logits = self.d_logit(fake, fake_labels)
         real_logits = self.d_logit(x, labels)
         sums = self.eval_sums
-        targets = d_targets(n, n, self.label_smoothing, 0.0, x.device)  # no label noise here
-        logits = torch.cat([real_logits, fake_logits])
-        d_loss = F.binary_cross_entropy_with_logits(logits, targets)
-        sums[0] += d_loss * n
+        sums[0] += self.d_loss(real_logits, fake_logits, label_noise=0.0) * n  # no penalty here
         sums[1] += self.g_loss(fake_logits) * n
         sums[2] += (real_logits > 0).sum()
         sums[3] += (fake_logits < 0).sum()

@@ -29,12 +29,12 @@ class SemiSupervisedGANTask(AdversarialTask):
       device) from the labelled training examples: those whose label is not NO_LABEL (-1, from
       data.train_per_class with data.unlabelled=keep; every example when all are labelled).
       The labels of the image batches themselves are never read.
-    - G minimises feature matching, the squared distance between the mean of D's last hidden
-      features on the real batch and on its fakes (`feature_matching`, the paper's choice: G
+    - G minimises feature matching, the mean squared difference between the means of D's last
+      hidden features on the real batch and on its fakes (`feature_matching`, the paper's choice: G
       aims at the statistics of real data rather than at fooling the current D), or the
       non-saturating loss when off.
-    With `adversarial` off, D is trained as a plain classifier on the same labelled draws, one
-    step per batch (no G, no unlabelled images): the same network and number of supervised
+    With `adversarial` off, D is trained as a plain classifier on the same labelled draws, d_steps
+    steps per batch (no G, no unlabelled images): the same network and number of supervised
     steps, the baseline that shows what the unlabelled images added.
     Logged besides the GAN metrics: train/sup_loss and train/acc on the labelled draws, and per
     evaluation pass split/acc; split/loss (train included) is the class cross-entropy, so
@@ -54,11 +54,15 @@ class SemiSupervisedGANTask(AdversarialTask):
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
+        for key, value in (("feature_matching", feature_matching), ("adversarial", adversarial)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"model.{key} must be true or false, got {value!r}.")
         self.feature_matching, self.labelled_batch = feature_matching, labelled_batch
         self.adversarial = adversarial
         self.register_buffer("sup_sums", torch.zeros(3), persistent=False)  # [ce*m, correct, m]
         self.register_buffer("class_sums", torch.zeros(3), persistent=False)  # [ce*n, correct, n]
         self.labelled: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, net(x)) in _eval_step
 
     @classmethod
     def options(cls, cfg, data) -> dict[str, Any]:
@@ -84,7 +88,9 @@ class SemiSupervisedGANTask(AdversarialTask):
 
     def d_logit(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """log Z = logsumexp of the K class logits: the logit of P(real) against the fake class."""
-        return torch.logsumexp(self.net(x), dim=-1)
+        cached = self._cached
+        logits = cached[1] if cached is not None and cached[0] is x else self.net(x)
+        return torch.logsumexp(logits, dim=-1)
 
     def d_extra_loss(self) -> torch.Tensor:
         """Cross-entropy on a random draw of labelled examples (with replacement, on the device)."""
@@ -110,10 +116,11 @@ class SemiSupervisedGANTask(AdversarialTask):
         if self.adversarial:
             return super().training_step(batch, batch_idx)
         opt_d, _ = self.optimizers()  # the baseline: D alone on the labelled draws
-        loss = self.d_extra_loss()
-        opt_d.zero_grad()
-        self.manual_backward(loss)
-        opt_d.step()
+        for _ in range(self.d_steps):  # as many supervised steps as the SGAN takes
+            loss = self.d_extra_loss()
+            opt_d.zero_grad()
+            self.manual_backward(loss)
+            opt_d.step()
         if self.is_last_batch(batch_idx):
             self._log_train()
         return loss.detach()
@@ -133,9 +140,11 @@ class SemiSupervisedGANTask(AdversarialTask):
         self.class_sums.zero_()
 
     def _eval_step(self, batch) -> None:
-        super()._eval_step(batch)
         x, y = batch
-        logits = self.net(x)
+        logits = self.net(x)  # once: the class logits and, through logsumexp, the real logit
+        self._cached = (x, logits)
+        super()._eval_step(batch)
+        self._cached = None
         self.class_sums[0] += F.cross_entropy(logits, y, reduction="sum")
         self.class_sums[1] += (logits.argmax(-1) == y).sum()
         self.class_sums[2] += len(y)
