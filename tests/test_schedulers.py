@@ -211,7 +211,7 @@ def test_plateau_cuts_lr_after_patience_epochs_without_improvement(tmp_path, mon
 
 
 def test_plateau_watches_the_configured_monitor(tmp_path):
-    cfg = make_cfg(tmp_path, "scheduler=plateau", "monitor=val/acc", "mode=max")
+    cfg = make_cfg(tmp_path, "scheduler=plateau", "monitor=val/acc", "monitor_mode=max")
     assert build.monitored(cfg, {})["scheduler.monitor"] == "val/acc"  # checked before training
     spec = build.build_datamodule(cfg).spec
     task = build.build_task(cfg, build.build_net(cfg, spec, []), spec, [])

@@ -95,7 +95,7 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path):
 
 
 # the judge of callbacks=sample_quality trains for minutes; tests/test_sample_quality.py covers it
-NO_JUDGE = {"cgan": ["~callbacks.sample_quality", "monitor=val/loss", "mode=min"]}
+NO_JUDGE = {"cgan": ["~callbacks.sample_quality", "monitor=val/loss", "monitor_mode=min"]}
 
 
 @pytest.mark.parametrize("name", options("experiment"))

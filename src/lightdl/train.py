@@ -53,7 +53,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     check_monitors(build.monitored(cfg, callbacks), task.logged_metrics + from_callbacks)
     print(summarize(net, datamodule.example_input()), flush=True)
 
-    history = History(cfg.monitor, cfg.mode)
+    history = History(cfg.monitor, cfg.monitor_mode)
     loggers = build_loggers(cfg, run_dir, group)
     trainer = build.build_trainer(
         cfg, [*callbacks.values(), history], loggers, regularizers, run_dir

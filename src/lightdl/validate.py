@@ -58,7 +58,8 @@ RULES: list[Rule] = [
     ("model.hidden", lambda v: _widths(v), "a list of integers >= 1"),
     ("model.hidden_size", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("model.num_layers", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    ("mode", lambda v: v in ("min", "max"), "'min' or 'max'"),
+    ("monitor_mode", lambda v: v in ("min", "max"), "'min' or 'max'"),
+    ("mode", lambda v: v in ("train", "eval", "predict"), "'train', 'eval' or 'predict'"),
 ]
 
 
