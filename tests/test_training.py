@@ -94,6 +94,19 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path):
     assert state["epoch"] == 3
 
 
+def test_last_checkpoint_is_the_final_epoch_even_when_the_best_is_earlier(tmp_path):
+    # monitor_mode=max on val/loss: the "best" stays at epoch 0 while training goes on
+    result = train(
+        make_cfg(tmp_path, "trainer.max_epochs=3", "monitor_mode=max", "callbacks=[checkpoint]"),
+        tmp_path / "run",
+    )
+    folder = tmp_path / "run" / "checkpoints"
+    best = torch.load(folder / "best.ckpt", weights_only=False)
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    assert last["global_step"] == result["global_steps"]
+
+
 # the judge of callbacks=sample_quality trains for minutes; tests/test_sample_quality.py covers it
 NO_JUDGE = {"cgan": ["~callbacks.sample_quality", "monitor=val/loss", "monitor_mode=min"]}
 
