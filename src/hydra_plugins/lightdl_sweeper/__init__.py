@@ -1,0 +1,1 @@
+"""lightdl's Optuna sweeper as a Hydra plugin (hydra/sweeper=lightdl_optuna)."""
