@@ -39,7 +39,8 @@ def test_option_composes(tmp_path, group, option):
     if group in ("regularizer", "callbacks", "logger", "augment"):
         override = f"{group}=[{option}]"
     cfg = make_cfg(tmp_path, override)
-    node = cfg[group] if group not in ("experiment", "cure", "transfer_stage") else cfg  # global
+    globals_ = ("experiment", "cure", "transfer_stage", "hparams_search")
+    node = cfg[group] if group not in globals_ else cfg  # global packages
     assert node is not None
     if group in ("activation", "loss", "optimizer", "init", "preprocess"):
         assert instantiate(node) is not None

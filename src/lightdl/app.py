@@ -19,20 +19,25 @@ def run_cli() -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from lightdl import sweep_table
-    from lightdl.errors import describe_composition_error
+    from lightdl.errors import ConfigError, describe_composition_error
 
     debug = os.environ.get("LIGHTDL_DEBUG") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, we word them ourselves
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-    def _app(cfg) -> None:
+    def _app(cfg) -> dict:
         from lightdl.job import run_job
 
-        run_job(cfg)
+        return run_job(cfg)  # the summary: a sweeper reads it from the job's return value
 
     try:
         _app()
-    except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as exc:
+    except (
+        ConfigCompositionException,
+        OverrideParseException,
+        OmegaConfBaseException,
+        ConfigError,  # from a sweeper, e.g. a bad hparams_search space
+    ) as exc:
         if debug:
             raise
         print(f"lightdl: error: {describe_composition_error(exc, sys.argv[1:])}", file=sys.stderr)

@@ -21,6 +21,7 @@ GLOBAL_GROUPS = (
     "experiment",
     "cure",
     "transfer_stage",
+    "hparams_search",
 )  # `# @package _global_` presets: list what they override
 
 
@@ -90,7 +91,10 @@ def _overrides(node: dict[str, Any]) -> list[str]:
     hydra = node.pop("hydra", {}) or {}
     found.extend(f"{k}={v}" for k, v in _flatten(node, ""))
     sweep = (hydra.get("sweeper") or {}).get("params") or {}
-    found.extend(f"{k}={v}  (swept: one job each)" for k, v in sweep.items())
+    found.extend(
+        f"{k}={_value(v)}  ({'searched' if isinstance(v, dict) else 'swept: one job each'})"
+        for k, v in sweep.items()
+    )
     return found
 
 

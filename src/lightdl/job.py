@@ -24,7 +24,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from lightdl.threads import divide_threads
+
     hydra_cfg = HydraConfig.get()
+    divide_threads(hydra_cfg)  # parallel sweep jobs (joblib, submitit_local) share the cores
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     group = _sweep_name(hydra_cfg.sweep.dir) if multirun else None
@@ -36,9 +39,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     code = 0
     try:
-        from lightdl.train import train
-
-        summary.update(train(cfg, run_dir, group))
+        summary.update(_run_mode(cfg, run_dir, group))
         if summary["status"] == "diverged":
             code = EXIT_DIVERGED
     except (ConfigError, DataError) as exc:
@@ -55,17 +56,79 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             file=sys.stderr,
         )
     finally:
-        from lightdl.loggers import finish_wandb
+        from lightdl.loggers import finish_loggers
 
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
         summary["versions"] = versions()
         summary["git_commit"] = git_commit(hydra_cfg.runtime.cwd)
         write_json(run_dir / "summary.json", summary)
-        finish_wandb(summary, run_dir)
+        finish_loggers(summary, run_dir)
     _report(summary, run_dir)
     if code and not multirun:
         raise SystemExit(code)
     return summary
+
+
+def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, Any]:
+    """The job's work by `mode`: train (fit, then test), eval (re-test a saved run) or predict
+    (a saved run applied to predict.inputs); eval and predict write into this new run directory.
+
+    ckpt_path=last resumes the run in hydra.run.dir itself (its checkpoints/last.ckpt).
+    """
+    mode = cfg.get("mode", "train")
+    if mode == "eval":
+        from lightdl.evaluate import evaluate
+
+        return evaluate(cfg, run_dir)
+    if mode == "predict":
+        from lightdl.evaluate import predict
+
+        return predict(cfg, run_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    from lightdl.search.pruning import search_trial
+    from lightdl.train import train
+
+    earlier = _resume_in_place(cfg, run_dir)
+    try:
+        return train(
+            cfg, run_dir, group, search_trial(HydraConfig.get())
+        )  # search: a trial to report to
+    finally:
+        _prepend_metrics(run_dir / "metrics.csv", earlier)
+
+
+def _resume_in_place(cfg: DictConfig, run_dir: Path) -> str:
+    """ckpt_path=last: resume the run in hydra.run.dir from its checkpoints/last.ckpt. Returns
+    its metrics.csv text (Lightning's CSV logger deletes the file; _prepend_metrics restores it)."""
+    if cfg.get("ckpt_path") != "last":
+        return ""
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        raise ConfigError(
+            f"ckpt_path=last resumes the run in hydra.run.dir, but {run_dir} has no "
+            "checkpoints/last.ckpt; set hydra.run.dir=<an earlier run directory>."
+        )
+    cfg.ckpt_path = str(run_dir)  # a run directory: train resumes from its last.ckpt
+    csv_path = run_dir / "metrics.csv"
+    return csv_path.read_text() if csv_path.is_file() else ""
+
+
+def _prepend_metrics(csv_path: Path, earlier: str) -> None:
+    """metrics.csv = the earlier rows of the epochs before the first resumed one, then the new ones."""
+    import csv
+    import io
+
+    if not earlier:
+        return
+    old = list(csv.DictReader(io.StringIO(earlier)))
+    new = list(csv.DictReader(io.StringIO(csv_path.read_text()))) if csv_path.is_file() else []
+    resumed = min((int(r["epoch"]) for r in new if r.get("epoch")), default=None)
+    kept = [r for r in old if resumed is None or not r.get("epoch") or int(r["epoch"]) < resumed]
+    fields = sorted({k for r in kept + new for k in r})
+    with csv_path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept + new)
 
 
 def _sweep_name(sweep_dir: str) -> str:

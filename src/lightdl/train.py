@@ -25,8 +25,19 @@ NOISE = (  # Lightning warnings that do not apply to lightdl's run directories a
 )
 
 
-def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str, Any]:
-    """Build everything from `cfg`, fit, test the best checkpoint; returns the summary fields."""
+def quiet_libraries() -> None:
+    """Lightning's and torch's routine info lines and known-harmless warnings stay out of runs."""
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for noise in NOISE:
+        warnings.filterwarnings("ignore", noise)
+
+
+def train(
+    cfg: DictConfig, run_dir: Path, group: str | None = None, search: DictConfig | None = None
+) -> dict[str, Any]:
+    """Build everything from `cfg`, fit, test the best checkpoint; returns the summary fields.
+    `search` (the sweeper's config in a trial of hparams_search) reports to the trial and may prune."""
     validate(cfg)
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -36,12 +47,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     from lightdl.callbacks.nan_guard import NanGuard
     from lightdl.loggers import build_loggers
     from lightdl.models.summary import count_params, summarize
+    from lightdl.search.pruning import TrialPruning
     from lightdl.validate import check_monitors
 
-    for name in QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for noise in NOISE:
-        warnings.filterwarnings("ignore", noise)
+    quiet_libraries()
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = build.build_datamodule(cfg)
     spec = datamodule.spec
@@ -50,13 +59,21 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
     task = build.build_task(cfg, net, datamodule, regularizers)
     callbacks = {name: build.make(cfg.callbacks, name) for name in (cfg.callbacks or {})}
     from_callbacks = tuple(m for c in callbacks.values() for m in getattr(c, "logged_metrics", ()))
-    check_monitors(build.monitored(cfg, callbacks), task.logged_metrics + from_callbacks)
+    monitors = build.monitored(cfg, callbacks)
+    if search is not None:
+        monitors["hydra.sweeper.objective"] = search.objective
+    check_monitors(monitors, task.logged_metrics + from_callbacks)
+    pruning = TrialPruning.open(search) if search is not None else None
     print(summarize(net, datamodule.example_input()), flush=True)
 
     history = History(cfg.monitor, cfg.monitor_mode)
     loggers = build_loggers(cfg, run_dir, group)
     trainer = build.build_trainer(
-        cfg, [*callbacks.values(), history], loggers, regularizers, run_dir
+        cfg,
+        [*callbacks.values(), history, *filter(None, [pruning])],
+        loggers,
+        regularizers,
+        run_dir,
     )
     fit_started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path))
@@ -64,16 +81,20 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict[str,
 
     guard = next((c for c in callbacks.values() if isinstance(c, NanGuard)), None)
     stopper = next((c for c in callbacks.values() if isinstance(c, EarlyStopping)), None)
-    checkpoint = next((c for c in callbacks.values() if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next(  # the monitored one (best.ckpt), not checkpoint_last
+        (c for c in callbacks.values() if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
     result: dict[str, Any] = {"status": "completed"}
     if guard is not None and guard.diverged is not None:
         result.update(status="diverged", reason=guard.message(), diverged=guard.diverged)
+    elif pruning is not None and pruning.pruned_epoch is not None:
+        result.update(status="pruned", reason=pruning.reason())
     elif stopper is not None and stopper.stopped_epoch > 0:
         result.update(
             status="stopped_early",
             reason=f"{stopper.monitor} did not improve for {stopper.patience} epochs",
         )
-    if cfg.test and result["status"] != "diverged":
+    if cfg.test and result["status"] not in ("diverged", "pruned"):
         best = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     result.update(
