@@ -55,7 +55,8 @@ def _load(group: str, option: str) -> dict[str, Any]:
 def is_list_group(group: str) -> bool:
     """A group whose files are keyed by their option name (`l2: {...}`), combined as `group=[a,b]`."""
     nodes = {option: _load(group, option) for option in options(group)}
-    return any(nodes.values()) and all(set(n) <= {o} for o, n in nodes.items())
+    # each file holds its own key (checkpoint.yaml may add a companion key: checkpoint_last)
+    return any(nodes.values()) and all(not n or o in n for o, n in nodes.items())
 
 
 def _value(v: Any) -> str:
