@@ -32,6 +32,7 @@ SWEEP = [
     "model=mlp",
     "optimizer.lr=0.001,0.01",
     "trainer.max_epochs=10",
+    "callbacks=[checkpoint,nan_guard]",  # no early stopping: both launchers run the same epochs
     "test=false",
     "trainer.enable_progress_bar=false",
     "logger=csv",
