@@ -174,15 +174,24 @@ def test_bad_checkpoint_and_inputs_are_one_sentence_and_exit_2(source, tmp_path,
 
 
 def test_ckpt_path_last_resumes_the_run_in_place(source, tmp_path, capsys):
-    """(Lightning writes last.ckpt only when best.ckpt is written, so here it holds epoch 0.)"""
+    """The source run's last.ckpt holds its final epoch (1); resuming trains only epoch 2."""
     run = tmp_path / "run"
     shutil.copytree(source, run)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    rows = _rows(run / "metrics.csv")
+    marked = next(r for r in rows if r["epoch"] == "0" and r["train/loss"])
+    marked["train/loss"] = "999"  # survives only if epoch 0 is not trained again
+    with (run / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     args = [*TINY, "monitor_mode=max", "ckpt_path=last", f"hydra.run.dir={run}"]
     assert lightdl(*args, "trainer.max_epochs=3") == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["epochs"] == 3 and summary["global_steps"] == 3 * 20  # continued, not restarted
-    epochs = [int(r["epoch"]) for r in _rows(run / "metrics.csv") if r["train/loss"]]
-    assert epochs == [0, 1, 2]  # earlier rows kept, those of re-run epochs replaced
+    assert summary["epochs"] == 3 and summary["global_steps"] == 3 * 20
+    train_rows = [r for r in _rows(run / "metrics.csv") if r["train/loss"]]
+    assert [int(r["epoch"]) for r in train_rows] == [0, 1, 2]
+    assert train_rows[0]["train/loss"] == "999"  # epochs 0 and 1 were not re-run
     capsys.readouterr()
     assert lightdl(*TINY, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'new'}") == 2
     assert "has no checkpoints/last.ckpt" in capsys.readouterr().err

@@ -227,3 +227,17 @@ def test_tensorboard_session_of_a_diverged_run_ends_as_a_failure(tmp_path):
     write_tensorboard_hparams(tmp_path, {"optimizer.lr": 10.0}, {"val/loss": 1e9}, "diverged")
     _, entries = _hparams_entries(tmp_path)
     assert entries["_hparams_/session_end_info"].session_end_info.status == Status.STATUS_FAILURE
+
+
+def test_secret_looking_values_are_masked_in_tags_and_logged_config():
+    from omegaconf import OmegaConf
+
+    from lightdl.loggers import MASK, flat_config, wandb_tags
+
+    tags = wandb_tags(["+logger.wandb.api_key=abc123", "data.token=t0k", "optimizer.lr=0.1"])
+    assert f"logger.wandb.api_key={MASK}" in tags and f"data.token={MASK}" in tags
+    assert "optimizer.lr=0.1" in tags and not any("abc123" in t or "t0k" in t for t in tags)
+    flat = flat_config(
+        OmegaConf.create({"logger": {"api_key": "abc123"}, "optimizer": {"lr": 0.1}})
+    )
+    assert flat == {"logger.api_key": MASK, "optimizer.lr": 0.1}

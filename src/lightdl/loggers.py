@@ -9,6 +9,7 @@ when the job ends so its metric columns are the run's final values.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,17 @@ SESSION_STATUS = {  # summary.json status -> how the TensorBoard HParams session
     "stopped_early": "STATUS_SUCCESS",
     "diverged": "STATUS_FAILURE",
     "failed": "STATUS_FAILURE",
+    "pruned": "STATUS_ABORTED",
 }
+SECRET = re.compile(r"key|token|secret|password|passwd|credential", re.IGNORECASE)
+MASK = "***"  # what a secret-looking key's value becomes in tags and hyperparameters
+
+
+def masked(key: str, value: Any) -> Any:
+    """The value, or MASK when the key's name looks like a secret (api_key, token, password)."""
+    return MASK if SECRET.search(key.rsplit(".", 1)[-1]) else value
+
+
 _tensorboard: list[tuple[Any, dict[str, Any]]] = []  # this job's TensorBoard loggers and hparams
 
 
@@ -42,7 +53,8 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
             for key, value in node.items():
                 walk(value, f"{prefix}{key}.")
         else:
-            flat[prefix[:-1]] = node if isinstance(node, int | float | str | bool) else str(node)
+            value = node if isinstance(node, int | float | str | bool) else str(node)
+            flat[prefix[:-1]] = masked(prefix[:-1], value)
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return flat
@@ -79,9 +91,12 @@ def wandb_job_type(mode: str, experiment: str | None, multirun: bool) -> str:
 
 
 def wandb_tags(overrides: list[str], extra: list[str] | tuple = ()) -> list[str]:
-    """One tag per override (`optimizer.lr=0.01`, leading +/~ dropped), cut to W&B's 64 characters."""
+    """One tag per override (`optimizer.lr=0.01`, leading +/~ dropped, secret-looking values
+    masked), cut to W&B's 64 characters."""
     tags: list[str] = []
-    for tag in [*extra, *(o.lstrip("+~") for o in overrides)]:
+    plain = [o.lstrip("+~") for o in overrides]
+    plain = [f"{k}={masked(k, v)}" if sep else k for k, sep, v in (o.partition("=") for o in plain)]
+    for tag in [*extra, *plain]:
         tag = str(tag)[:WANDB_TAG_MAX]
         if tag and tag not in tags:
             tags.append(tag)

@@ -36,7 +36,14 @@ def _jobs(sweep_dir: Path) -> list[tuple[dict[str, Any], list[str]]]:
     """(row, override list) per job, in job order."""
     jobs = []
     for summary in sweep_dir.glob("*/summary.json"):
-        data = json.loads(summary.read_text())
+        try:
+            data = json.loads(summary.read_text())
+        except (OSError, ValueError) as exc:  # a foreign or damaged file costs only its row
+            print(f"lightdl: warning: skipping {summary}: {exc}")
+            continue
+        if not isinstance(data, dict):
+            print(f"lightdl: warning: skipping {summary}: not a lightdl summary")
+            continue
         metrics = data.get("metrics", {})
         row = {
             "job": summary.parent.name,
@@ -101,6 +108,8 @@ def by_config(rows: list[dict[str, Any]], overrides: list[list[str]]) -> list[di
         groups.setdefault(tuple(job), []).append(index)
     numeric = [c for c in _columns(rows) if any(_is_number(r.get(c)) for r in rows)]
     table = []
+    if all(len(members) < 2 for members in groups.values()):
+        return []  # every configuration ran once (a search): nothing to aggregate
     for key, members in groups.items():
         counted = [rows[i] for i in members if rows[i]["status"] in COUNTED]
         row: dict[str, Any] = {
