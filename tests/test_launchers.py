@@ -108,6 +108,7 @@ def test_divide_threads_sets_torch_and_child_environment(tmp_path, monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "unset-by-test"
 
 
+@pytest.mark.slow  # two worker processes import torch and Lightning: ~25-60 s
 def test_joblib_sweep_runs_in_worker_processes_with_divided_threads(tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(
