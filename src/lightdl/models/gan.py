@@ -4,8 +4,8 @@
 Both classes declare `objective = "adversarial"`, so build.build_task trains them with
 AdversarialTask whatever the data's task is; they read image data and never its labels.
 The training options (d_steps, g_steps, g_lr, d_lr, label_smoothing, label_noise,
-instance_noise, noise_decay_epochs, gan_loss, gp_weight) are accepted and stored here so a model yaml can set them;
-AdversarialTask.options reads them from the config.
+instance_noise, noise_decay_epochs, gan_loss, gp_weight) are parameters here only so that a model
+yaml may set them; the task reads and checks them (AdversarialTask.options reads the config).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class AdversarialModel(nn.Module):
     objective = "adversarial"
     conditional = False
 
-    def _store(self, spec: DataSpec, latent_dim: int, name: str, **options) -> None:
+    def _store(self, spec: DataSpec, latent_dim: int, name: str) -> None:
         if spec.kind != "image":
             raise ConfigError(
                 f"model={name} generates images, but this data is {spec.kind}; use image data "
@@ -46,7 +46,6 @@ class AdversarialModel(nn.Module):
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {latent_dim}.")
         self.spec, self.latent_dim = spec, latent_dim
-        self.training_options = options  # the adversarial task's settings (AdversarialTask.options)
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images (N, C, H, W) in [0, 1] from latent vectors z (N, latent_dim); labels unused."""
@@ -91,12 +90,7 @@ class GAN(AdversarialModel):
         gp_weight: float = 10.0,
     ) -> None:
         super().__init__()
-        self._store(
-            spec, latent_dim, "gan", d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
-            label_smoothing=label_smoothing, label_noise=label_noise,
-            instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
-            gan_loss=gan_loss, gp_weight=gp_weight,
-        )  # fmt: skip
+        self._store(spec, latent_dim, "gan")  # the training options are the task's
         unit = _unit(activation, nn.ReLU, "gan")
         p = dropout if dropout > 0 else d_dropout
         layers: list[nn.Module] = []
@@ -148,12 +142,7 @@ class DCGAN(AdversarialModel):
         _name: str = "dcgan",  # the option named in errors: cgan and sgan build on DCGAN
     ) -> None:
         super().__init__()
-        self._store(
-            spec, latent_dim, _name, d_steps=d_steps, g_steps=g_steps, g_lr=g_lr, d_lr=d_lr,
-            label_smoothing=label_smoothing, label_noise=label_noise,
-            instance_noise=instance_noise, noise_decay_epochs=noise_decay_epochs,
-            gan_loss=gan_loss, gp_weight=gp_weight,
-        )  # fmt: skip
+        self._store(spec, latent_dim, _name)  # the training options are the task's
         c, h, w = spec.input_shape
         if h != w or h % 4:
             raise ConfigError(
@@ -236,7 +225,6 @@ class CGAN(AdversarialModel):
             raise ConfigError("model=cgan draws images of a class, so the data needs >= 2 classes.")
         k = spec.num_classes
         self.spec, self.latent_dim, self.num_classes = spec, latent_dim, k
-        self.training_options = base.training_options
         self.generator = ConditionalGenerator(base.generator, k)
         *trunk, head = base.discriminator
         self.discriminator = ProjectionDiscriminator(nn.Sequential(*trunk), head, k)
@@ -292,12 +280,6 @@ class SGAN(AdversarialModel):
                 f"model.labelled_batch must be an integer >= 1, got {labelled_batch!r}."
             )
         self.spec, self.latent_dim = spec, latent_dim
-        self.training_options = {
-            **base.training_options,
-            "feature_matching": feature_matching,
-            "labelled_batch": labelled_batch,
-            "adversarial": adversarial,
-        }
         self.generator = base.generator
         *trunk, head = base.discriminator
         self.discriminator = nn.Sequential(

@@ -54,9 +54,6 @@ class SemiSupervisedGANTask(AdversarialTask):
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
-        for key, value in (("feature_matching", feature_matching), ("adversarial", adversarial)):
-            if not isinstance(value, bool):
-                raise ConfigError(f"model.{key} must be true or false, got {value!r}.")
         self.feature_matching, self.labelled_batch = feature_matching, labelled_batch
         self.adversarial = adversarial
         self.register_buffer("sup_sums", torch.zeros(3), persistent=False)  # [ce*m, correct, m]
