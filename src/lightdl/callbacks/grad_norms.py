@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import lightning as L
 import torch
 
 from lightdl.init import weights
+
+log = logging.getLogger("lightdl")
 
 
 class GradNorms(L.Callback):
@@ -16,10 +21,29 @@ class GradNorms(L.Callback):
 
     Norms are those of the weight gradients before clipping, sampled every `every_n_steps`
     optimizer steps and summed in a device tensor (no host sync per step).
+
+    At each epoch end (one host sync per epoch) it warns, once per run and kind, when
+    first_over_last is below `vanishing_ratio` (the first layer learns that many times slower
+    than the last: vanishing gradients) or grad_norm/max is above `exploding_norm` or not
+    finite (exploding gradients). The warnings are kept in `warnings` for summary.json.
+    The options are checked by lightdl.validate before anything is built.
     """
 
-    def __init__(self, every_n_steps: int = 1) -> None:
+    logged_metrics = (
+        "grad_norm/first",
+        "grad_norm/last",
+        "grad_norm/first_over_last",
+        "grad_norm/total",
+        "grad_norm/max",
+    )
+
+    def __init__(
+        self, every_n_steps: int = 1, vanishing_ratio: float = 1e-3, exploding_norm: float = 1e3
+    ) -> None:
         self.every_n_steps = every_n_steps
+        self.vanishing_ratio, self.exploding_norm = float(vanishing_ratio), float(exploding_norm)
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
         self._sums: torch.Tensor | None = None
         self._total: torch.Tensor | None = None  # [sum of global norms, largest global norm]
         self._count = 0
@@ -49,9 +73,39 @@ class GradNorms(L.Callback):
         if self._sums is None:
             return
         means = self._sums / self._count
+        ratio = means[0] / means[-1].clamp_min(1e-30)
         logged = {f"grad_norm/layer_{i}": v for i, v in enumerate(means)}
         logged["grad_norm/first"], logged["grad_norm/last"] = means[0], means[-1]
-        logged["grad_norm/first_over_last"] = means[0] / means[-1].clamp_min(1e-30)
+        logged["grad_norm/first_over_last"] = ratio
         logged["grad_norm/total"] = self._total[0] / self._count
         logged["grad_norm/max"] = self._total[1]
         pl_module.log_dict(logged, on_step=False, on_epoch=True, batch_size=1)
+        if len(means) > 1:
+            self._check(trainer.current_epoch, float(ratio), float(self._total[1]))
+        else:
+            self._check(trainer.current_epoch, math.inf, float(self._total[1]))
+
+    def _check(self, epoch: int, ratio: float, peak: float) -> None:
+        """Warn once per kind: vanishing (first/last below the ratio), exploding (peak too large)."""
+        if ratio < self.vanishing_ratio:
+            self._warn(
+                "vanishing",
+                f"vanishing gradients: in epoch {epoch} the first layer's gradient norm was "
+                f"{ratio:.1e} times the last layer's (below vanishing_ratio={self.vanishing_ratio:g}); "
+                "the first layers barely learn (try activation=relu with init=he_normal, or "
+                "regularizer=batch_norm).",
+            )
+        if not math.isfinite(peak) or peak > self.exploding_norm:
+            self._warn(
+                "exploding",
+                f"exploding gradients: in epoch {epoch} the gradient norm reached {peak:.3g} "
+                f"(above exploding_norm={self.exploding_norm:g}); try regularizer=clip_norm or a "
+                "smaller optimizer.lr.",
+            )
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        self.warnings.append(message)
+        log.warning(message)
