@@ -14,7 +14,13 @@ from omegaconf import DictConfig
 from lightdl.paths import conf_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["data=digits", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false"]
+FAST = [  # curves.png costs ~0.5 s a run: in-process tests skip it; CLI runs (run_cli) still draw it
+    "data=digits",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "test=false",
+    "diagnosis.plot=false",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -84,6 +84,10 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
         from lightdl.evaluate import predict
 
         return predict(cfg, run_dir)
+    if cfg.get("tune"):
+        from lightdl.tune import run_tune
+
+        return run_tune(cfg, run_dir)
     from hydra.core.hydra_config import HydraConfig
 
     from lightdl.search.pruning import search_trial
@@ -147,4 +151,6 @@ def _report(summary: dict[str, Any], run_dir: Path) -> None:
     print(f"status: {summary['status']}{' - ' + reason if reason else ''}", flush=True)
     if shown:
         print(shown)
+    if "diagnosis" in summary:
+        print(f"diagnosis: {summary['diagnosis']['message']}")
     print(f"run dir: {run_dir}", flush=True)

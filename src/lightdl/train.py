@@ -39,7 +39,6 @@ def train(
     """Build everything from `cfg`, fit, test the best checkpoint; returns the summary fields.
     `search` (the sweeper's config in a trial of hparams_search) reports to the trial and may prune."""
     validate(cfg)
-    import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from lightdl import build
@@ -51,12 +50,7 @@ def train(
     from lightdl.validate import check_monitors
 
     quiet_libraries()
-    L.seed_everything(cfg.seed, verbose=False)
-    datamodule = build.build_datamodule(cfg)
-    spec = datamodule.spec
-    regularizers = build.build_regularizers(cfg)
-    net = build.build_net(cfg, spec, regularizers)
-    task = build.build_task(cfg, net, datamodule, regularizers)
+    datamodule, regularizers, net, task = assemble(cfg)
     callbacks = {name: build.make(cfg.callbacks, name) for name in (cfg.callbacks or {})}
     from_callbacks = tuple(m for c in callbacks.values() for m in getattr(c, "logged_metrics", ()))
     monitors = build.monitored(cfg, callbacks)
@@ -108,7 +102,44 @@ def train(
         trainable_params=count_params(net),
         fit_seconds=fit_seconds,
     )
+    result.update(_look_back(cfg, history.epochs, callbacks.values(), run_dir))
     return result
+
+
+def _look_back(cfg: DictConfig, epochs: list[dict], callbacks, run_dir: Path) -> dict[str, Any]:
+    """The diagnosis of the learning curves (and curves.png), and the callbacks' warnings."""
+    from lightdl.curves import write_curves
+    from lightdl.diagnosis import diagnose
+
+    settings = cfg.get("diagnosis") or {}
+    found = diagnose(
+        epochs,
+        **{
+            k: settings[k]
+            for k in ("underfit_below", "overfit_gap", "overfit_loss_rise")
+            if k in settings
+        },
+    )
+    extra: dict[str, Any] = {"diagnosis": found}
+    if settings.get("plot", True) and write_curves(epochs, run_dir / "curves.png", found["epoch"]):
+        extra["curves"] = "curves.png"
+    warned = [w for c in callbacks for w in getattr(c, "warnings", ())]
+    if warned:
+        extra["warnings"] = warned
+    return extra
+
+
+def assemble(cfg: DictConfig) -> tuple[Any, list, Any, Any]:
+    """Seeded (datamodule, regularizers, net, task) for `cfg`: what train and tune=lr_find share."""
+    import lightning as L
+
+    from lightdl import build
+
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build.build_datamodule(cfg)
+    regularizers = build.build_regularizers(cfg)
+    net = build.build_net(cfg, datamodule.spec, regularizers)
+    return datamodule, regularizers, net, build.build_task(cfg, net, datamodule, regularizers)
 
 
 def _resume_path(ckpt_path: str | None) -> str | None:
