@@ -79,3 +79,29 @@ def fit_net(tmp_path: Path, *overrides: str, callbacks=(), epochs: int = 3):
     trainer = build.build_trainer(cfg, list(callbacks), [], regularizers, tmp_path)
     trainer.fit(task, datamodule=datamodule)
     return net, trainer
+
+
+def wandb_records(path: Path):
+    """The protobuf records of an offline run's .wandb file (W&B's leveldb-style log: a 7-byte
+    file header, then 32 KiB blocks of records each with a 7-byte header: crc, length, type)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # too little room left for a header: the block is padded
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 2):  # full, first
+            pending = chunk
+        elif kind in (3, 4):  # middle, last
+            pending += chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record

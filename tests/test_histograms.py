@@ -7,8 +7,7 @@ import json
 import lightning as L
 import pytest
 import torch
-from conftest import fit_net, make_cfg
-from test_loggers_compare import wandb_records
+from conftest import fit_net, make_cfg, wandb_records
 
 from lightdl import build
 from lightdl.callbacks.histograms import Histograms, binned, edges

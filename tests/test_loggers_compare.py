@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import struct
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import wandb_records
 
 TINY = [
     "data=digits",
@@ -120,30 +120,6 @@ def test_without_a_seed_sweep_nothing_is_aggregated(tmp_path):
 
 
 # --- W&B --------------------------------------------------------------------------------------
-
-
-def wandb_records(path: Path):
-    """The protobuf records of an offline run's .wandb file (W&B's leveldb-style log: a 7-byte
-    file header, then 32 KiB blocks of records each with a 7-byte header: crc, length, type)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, block, pending = 7, 32768, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # too little room left for a header: the block is padded
-            pos += block - pos % block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
-        if kind in (1, 2):  # full, first
-            pending = chunk
-        elif kind in (3, 4):  # middle, last
-            pending += chunk
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            yield record
 
 
 def test_wandb_runs_carry_group_job_type_tags_config_and_final_metrics(sweep):
