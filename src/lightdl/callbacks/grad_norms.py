@@ -93,7 +93,7 @@ class GradNorms(L.Callback):
                 f"vanishing gradients: in epoch {epoch} the first layer's gradient norm was "
                 f"{ratio:.1e} times the last layer's (below vanishing_ratio={self.vanishing_ratio:g}); "
                 "the first layers barely learn (try activation=relu with init=he_normal, or "
-                "regularizer=batch_norm).",
+                "regularizer=batchnorm).",
             )
         if not math.isfinite(peak) or peak > self.exploding_norm:
             self._warn(
