@@ -39,7 +39,7 @@ def test_option_composes(tmp_path, group, option):
     if group in ("regularizer", "callbacks", "logger", "augment"):
         override = f"{group}=[{option}]"
     cfg = make_cfg(tmp_path, override)
-    globals_ = ("experiment", "cure", "transfer_stage", "hparams_search")
+    globals_ = ("experiment", "cure", "compression", "transfer_stage", "hparams_search")
     node = cfg[group] if group not in globals_ else cfg  # global packages
     assert node is not None
     if group in ("activation", "loss", "optimizer", "init", "preprocess"):

@@ -39,6 +39,7 @@ PRESETS = {
     "grad_clipping_rnn": (2, "grad_norm/max"),
     "seq2seq_attention": (4, "val/exact_match"),
     "sgan_few_labels": (2, "val/acc"),
+    "compression": (8, "val/acc"),  # one seed (EXTRA): each row is a different callback
 }
 OWN_DATA = {
     "xor_perceptron",
@@ -47,6 +48,7 @@ OWN_DATA = {
     "grad_clipping_rnn",
     "seq2seq_attention",
 }
+EXTRA = {"compression": ["seed=0"]}  # a command-line value replaces the preset's sweep of 3 seeds
 SINGLE_RUNS = {
     "lstm_fashion",
     "cnn_fashion",
@@ -74,6 +76,7 @@ for preset in sys.argv[2:]:
     argv.append("hydra.callbacks.sweep_table.report=false")  # tests/test_report.py covers it
     if preset in OWN_DATA:  # presets whose data is the point (XOR, sequences, text)
         argv.remove("data=digits")
+    argv += EXTRA.get(preset, [])
     sys.argv = ["lightdl", *argv]
     sweep_table.exit_code = 0
     codes[preset] = run_cli()
@@ -91,7 +94,7 @@ def _table(sweep_dir):
 def swept(tmp_path_factory):
     """{preset: (exit code, sweep dir)} for every preset run with tiny limits."""
     out = tmp_path_factory.mktemp("presets")
-    code = f"TINY = {TINY!r}\nOWN_DATA = {OWN_DATA!r}\n" + DRIVER
+    code = f"TINY = {TINY!r}\nOWN_DATA = {OWN_DATA!r}\nEXTRA = {EXTRA!r}\n" + DRIVER
     result = subprocess.run(
         [sys.executable, "-c", code, str(out), *sorted(PRESETS)],
         cwd=out,

@@ -20,6 +20,7 @@ SKIPPED_KEYS = ("_target_", "_partial_", "defaults")
 GLOBAL_GROUPS = (
     "experiment",
     "cure",
+    "compression",
     "transfer_stage",
     "hparams_search",
 )  # `# @package _global_` presets: list what they override

@@ -25,7 +25,9 @@ Fill = Callable[[torch.Tensor], object]
 
 
 def parameters(model: nn.Module) -> Iterator[tuple[str, str, torch.Tensor]]:
-    """Yield (family, "weight" | "bias", tensor) for every initializable parameter of `model`."""
+    """Yield (family, "weight" | "bias", tensor) for every initializable parameter of `model`.
+    A layer masked by torch's pruning yields its parameter weight_orig (`weight` is then a
+    product recomputed each forward, with no .grad of its own)."""
     for module in model.modules():
         family = (
             "linear"
@@ -35,7 +37,7 @@ def parameters(model: nn.Module) -> Iterator[tuple[str, str, torch.Tensor]]:
             else None
         )
         if family:
-            yield family, "weight", module.weight
+            yield family, "weight", getattr(module, "weight_orig", module.weight)
             if module.bias is not None:
                 yield family, "bias", module.bias
         elif isinstance(module, nn.RNNBase):
