@@ -15,6 +15,7 @@ from lightdl.callbacks.grad_norms import GradNorms
 from lightdl.callbacks.masks import effective, prunable
 from lightdl.callbacks.pruning import MagnitudePruning
 from lightdl.errors import ConfigError
+from lightdl.train import train
 
 
 def layer_weights(model) -> list[torch.Tensor]:
@@ -203,3 +204,23 @@ def test_bad_options_are_one_sentence_naming_the_key(tmp_path, callback, overrid
 def test_pruning_and_dsd_together_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="select only one"):
         fit_net(tmp_path, callbacks=[MagnitudePruning(), DenseSparseDense()], epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("row", "epochs", "sparsity", "phase"),
+    [("prune_90", 15, 0.9, None), ("dsd", 21, None, 2)],
+)
+def test_the_presets_rows_reach_what_the_table_reports(tmp_path, row, epochs, sparsity, phase):
+    """experiment=compression's rows over their whole schedule (a few batches an epoch): prune_90
+    ends at exactly 0.9 sparsity, DSD ends in its dense phase with almost no zero weight."""
+    cfg = make_cfg(
+        tmp_path,
+        f"compression={row}",
+        f"trainer.max_epochs={epochs}",
+        "+trainer.limit_train_batches=3",
+    )
+    metrics = train(cfg, tmp_path / "run")["metrics"]
+    if sparsity is not None:
+        assert metrics["sparsity"] == pytest.approx(sparsity, abs=1e-4)
+    else:
+        assert metrics["dsd/phase"] == phase and metrics["sparsity"] < 0.1

@@ -42,6 +42,38 @@ def test_without_accuracy_the_losses_decide():
     assert diagnose([{"epoch": 0, "train/d_loss": 0.7}])["verdict"] == "unknown"
 
 
+def test_a_gan_is_not_judged_by_its_loss(tmp_path):
+    """A GAN logs train/loss and val/loss (G's, against a moving D): no verdict comes from them."""
+    rows = [{"epoch": i, "train/loss": 1.0 - 0.1 * i, "val/loss": 1.0 + 0.5 * i} for i in range(4)]
+    assert diagnose(rows)["verdict"] == "overfitting"
+    assert diagnose(rows, by_loss=False)["verdict"] == "unknown"
+    cfg = make_cfg(tmp_path, "model=gan", "preprocess=none", "+trainer.limit_train_batches=2")
+    found = train(cfg, tmp_path / "run")["diagnosis"]
+    assert found["verdict"] == "unknown" and "adversarial" in found["message"]
+
+
+def test_a_resumed_run_is_diagnosed_over_all_its_epochs(tmp_path, monkeypatch):
+    """History travels in the checkpoint: after resuming a 2-epoch run to 4, the verdict, the
+    curves and the best epoch see epochs 0-3, not only the 2 trained after the resume."""
+    from lightdl.callbacks import history
+
+    made = []
+
+    class Recorded(history.History):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(history, "History", Recorded)
+    first = train(make_cfg(tmp_path / "a", "trainer.max_epochs=2"), tmp_path / "a" / "run")
+    assert "after 2 epochs" in first["diagnosis"]["message"]
+    cfg = make_cfg(tmp_path / "b", "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'a' / 'run'}")
+    resumed = train(cfg, tmp_path / "b" / "run")
+    assert "after 4 epochs" in resumed["diagnosis"]["message"], resumed["diagnosis"]
+    assert [row["epoch"] for row in made[-1].epochs] == [0, 1, 2, 3]
+    assert resumed["best"]["epoch"] in range(4)
+
+
 def test_over_parameterized_tiny_data_run_is_diagnosed_as_overfitting(tmp_path):
     """100 digits, two layers of 512: train accuracy reaches 1 while val stays far below."""
     cfg = make_cfg(
@@ -80,6 +112,6 @@ def test_one_unit_model_is_diagnosed_as_underfitting_in_summary_and_output(tmp_p
 def test_plot_can_be_turned_off_and_thresholds_are_checked(tmp_path):
     result = train(make_cfg(tmp_path), tmp_path / "run")  # conftest.FAST sets diagnosis.plot=false
     assert "curves" not in result and not (tmp_path / "run" / "curves.png").exists()
-    assert result["diagnosis"]["verdict"] in ("fine", "underfitting", "overfitting")
+    assert result["diagnosis"]["message"].startswith(result["diagnosis"]["verdict"])
     with pytest.raises(ConfigError, match="diagnosis.overfit_gap must be a fraction in"):
         train(make_cfg(tmp_path, "diagnosis.overfit_gap=2"), tmp_path / "run2")

@@ -86,3 +86,16 @@ def test_a_norm_above_exploding_norm_warns_once(tmp_path):
     callback, logged = _warnings_after_one_epoch(tmp_path, exploding_norm=1e-3)
     assert logged["grad_norm/max"] > 1e-3
     assert len(callback.warnings) == 1 and callback.warnings[0].startswith("exploding gradients")
+
+
+def test_gans_stepping_d_and_g_apart_are_measured(tmp_path):
+    """D and G steps have gradients on different weights: the sums keep one entry per weight."""
+    _, trainer = fit_net(
+        tmp_path,
+        "model=gan",
+        "preprocess=none",
+        "+trainer.limit_train_batches=3",
+        callbacks=[GradNorms()],
+        epochs=1,
+    )
+    assert float(trainer.callback_metrics["grad_norm/total"]) > 0

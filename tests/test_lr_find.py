@@ -69,6 +69,19 @@ def test_finder_restores_the_initial_weights(tmp_path, monkeypatch):
     assert all(torch.equal(kept["before"][k], after[k]) for k in after)
 
 
+def test_step_count_schedulers_see_the_tests_own_length(tmp_path):
+    """onecycle sizes itself from trainer.estimated_stepping_batches: the finder's step budget."""
+    cfg = make_cfg(tmp_path, "tune=lr_find", "scheduler=onecycle", "tune.num_training=20")
+    found = lr_find(cfg, tmp_path)["lr_find"]  # before the fix: OverflowError from int(inf)
+    assert 10 <= found["steps"] <= 20 and 1e-6 < found["suggested_lr"] < 1
+
+
+def test_mode_eval_is_refused_from_the_command_line(tmp_path):
+    run = run_cli("tune=lr_find", "mode=eval", "data=digits", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "cannot be combined with mode=eval" in run.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -6,7 +6,9 @@ at the first epoch from which the gap stayed above it. The training accuracy is 
 train_probe: training examples scored in eval mode, like val/acc) when logged, else train/acc (the
 running mean in training mode, dropout and augmentation on). Without accuracy (autoencoders, VAEs)
 it reads the losses: overfitting when val/loss ends `overfit_loss_rise` (a fraction) above its
-minimum while train/loss kept falling; underfitting is not judged then.
+minimum while train/loss kept falling; underfitting is not judged then. GANs (whose logged loss is
+G's, against a moving D) get "unknown" unless they log accuracy (SGAN). Epochs are numbered from
+0, as in metrics.csv and curves.png.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ def diagnose(
     underfit_below: float = 0.75,
     overfit_gap: float = 0.05,
     overfit_loss_rise: float = 0.1,
+    by_loss: bool = True,
 ) -> dict[str, Any]:
-    """{"verdict", "message", "epoch" (where overfitting opened, else None), and the numbers used}."""
+    """{"verdict", "message", "epoch" (where overfitting opened, else None), and the numbers used}.
+    `by_loss=False` (GANs: the task's loss_diagnoses_fit) leaves only the accuracy-based verdict."""
     train_key = next((k for k in ("train/eval_acc", "train/acc") if _has(epochs, k)), None)
     if train_key and _has(epochs, "val/acc"):
         return _by_accuracy(epochs, train_key, underfit_below, overfit_gap)
-    if _has(epochs, "train/loss") and _has(epochs, "val/loss"):
+    if by_loss and _has(epochs, "train/loss") and _has(epochs, "val/loss"):
         return _by_loss(epochs, overfit_loss_rise)
+    if not by_loss:
+        return _verdict("unknown", "no diagnosis: an adversarial loss says nothing about fit")
     return _verdict("unknown", "no diagnosis: the run logged no train and val accuracy or loss")
 
 

@@ -75,6 +75,10 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
 
     ckpt_path=last resumes the run in hydra.run.dir itself (its checkpoints/last.ckpt).
     """
+    if cfg.get("tune"):  # before mode: tune=lr_find refuses mode=eval|predict itself
+        from lightdl.tune import run_tune
+
+        return run_tune(cfg, run_dir)
     mode = cfg.get("mode", "train")
     if mode == "eval":
         from lightdl.evaluate import evaluate
@@ -84,10 +88,6 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
         from lightdl.evaluate import predict
 
         return predict(cfg, run_dir)
-    if cfg.get("tune"):
-        from lightdl.tune import run_tune
-
-        return run_tune(cfg, run_dir)
     from hydra.core.hydra_config import HydraConfig
 
     from lightdl.search.pruning import search_trial

@@ -102,11 +102,13 @@ def train(
         trainable_params=count_params(net),
         fit_seconds=fit_seconds,
     )
-    result.update(_look_back(cfg, history.epochs, callbacks.values(), run_dir))
+    result.update(_look_back(cfg, history.epochs, callbacks.values(), run_dir, task))
     return result
 
 
-def _look_back(cfg: DictConfig, epochs: list[dict], callbacks, run_dir: Path) -> dict[str, Any]:
+def _look_back(
+    cfg: DictConfig, epochs: list[dict], callbacks, run_dir: Path, task
+) -> dict[str, Any]:
     """The diagnosis of the learning curves (and curves.png), and the callbacks' warnings."""
     from lightdl.curves import write_curves
     from lightdl.diagnosis import diagnose
@@ -119,6 +121,7 @@ def _look_back(cfg: DictConfig, epochs: list[dict], callbacks, run_dir: Path) ->
             for k in ("underfit_below", "overfit_gap", "overfit_loss_rise")
             if k in settings
         },
+        by_loss=getattr(task, "loss_diagnoses_fit", True),
     )
     extra: dict[str, Any] = {"diagnosis": found}
     if settings.get("plot", True) and write_curves(epochs, run_dir / "curves.png", found["epoch"]):

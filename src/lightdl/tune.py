@@ -56,9 +56,9 @@ def lr_find(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             f"tune=lr_find needs a model trained by one optimizer; model={_choice(cfg)} steps "
             "several by hand (set their learning rates directly)."
         )
-    with open_dict(cfg):  # the test's own step budget decides how long it runs, not max_epochs
-        cfg.trainer.max_epochs = -1
-        cfg.trainer.pop("max_steps", None)
+    with open_dict(cfg):  # the test's step budget decides how long it runs (and what step-count
+        cfg.trainer.max_epochs = -1  # schedulers such as onecycle see as the run's length)
+        cfg.trainer.max_steps = settings["num_training"]
     trainer = build.build_trainer(cfg, [], [], regularizers, run_dir)
     finder = Tuner(trainer).lr_find(task, datamodule=datamodule, update_attr=False, **settings)
     lrs, losses = finder.results["lr"], finder.results["loss"]

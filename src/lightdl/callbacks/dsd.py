@@ -48,6 +48,7 @@ class DenseSparseDense(L.Callback):
         self.dense_epochs, self.sparse_epochs = dense_epochs, sparse_epochs
         self.sparsity, self.scope, self.redense_lr_scale = float(sparsity), scope, float(scale)
         self.pairs: list[masks.Pair] = []
+        self.warnings: list[str] = []
         self._phase = DENSE  # the phase last entered; saved in checkpoints so a resume knows it
         self._lr_scaled = False
 
@@ -56,12 +57,17 @@ class DenseSparseDense(L.Callback):
             return DENSE
         return SPARSE if epoch < self.dense_epochs + self.sparse_epochs else REDENSE
 
+    def _warn(self, message: str, *args) -> None:
+        """Logged, and kept in `warnings` for summary.json."""
+        self.warnings.append(message % args)
+        log.warning(message, *args)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         masks.check_single(trainer, self)
         self.pairs = masks.prunable(pl_module)
         epochs, redense = trainer.max_epochs, self.dense_epochs + self.sparse_epochs
         if stage == "fit" and epochs and 0 < epochs <= redense:
-            log.warning(
+            self._warn(
                 "callbacks.dsd: dense_epochs + sparse_epochs = %d is not below trainer.max_epochs=%d, "
                 "so the run ends before the re-dense phase.",
                 redense,

@@ -54,9 +54,12 @@ class GradNorms(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.global_step % self.every_n_steps:
             return
-        grads = [w.grad for w in weights(pl_module) if w.grad is not None]
-        if not grads:
+        params = weights(pl_module)
+        if all(w.grad is None for w in params):
             return
+        # a weight without a gradient this step (GANs step D and G apart) counts as norm 0, so
+        # the per-layer sums keep one entry per weight
+        grads = [w.grad if w.grad is not None else w.new_zeros(1) for w in params]
         norms = torch.stack(torch._foreach_norm(grads)).detach()
         total = norms.square().sum().sqrt()
         self._sums = norms if self._sums is None else self._sums + norms

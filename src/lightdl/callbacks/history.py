@@ -23,6 +23,13 @@ class History(L.Callback):
         row["epoch"] = trainer.current_epoch
         self.epochs.append(row)
 
+    def state_dict(self) -> dict:
+        """Saved in checkpoints, so a resumed run's curves, diagnosis and best cover every epoch."""
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = list(state_dict.get("epochs", []))
+
     def last(self) -> dict[str, float]:
         """Metrics of the last completed epoch."""
         return {k: v for k, v in self.epochs[-1].items() if k != "epoch"} if self.epochs else {}

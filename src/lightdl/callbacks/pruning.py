@@ -46,6 +46,7 @@ class MagnitudePruning(L.Callback):
         self.sparsity, self.scope, self.power = float(sparsity), scope, float(power)
         self.start_epoch, self.end_epoch = start_epoch, end_epoch
         self.pairs: list[masks.Pair] = []
+        self.warnings: list[str] = []
         self._applied: float | None = None  # the target the current mask was made for
 
     def target(self, epoch: int) -> float:
@@ -56,12 +57,17 @@ class MagnitudePruning(L.Callback):
         done = min(epoch - self.start_epoch + 1, steps) / steps
         return self.sparsity * (1.0 - (1.0 - done) ** self.power)
 
+    def _warn(self, message: str, *args) -> None:
+        """Logged, and kept in `warnings` for summary.json."""
+        self.warnings.append(message % args)
+        log.warning(message, *args)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         masks.check_single(trainer, self)
         self.pairs = masks.prunable(pl_module)
         epochs = trainer.max_epochs
         if stage == "fit" and self.sparsity and epochs and 0 < epochs <= self.end_epoch:
-            log.warning(
+            self._warn(
                 "callbacks.pruning.end_epoch=%d is not below trainer.max_epochs=%d: the run ends at "
                 "sparsity %.3g, not %.3g.",
                 self.end_epoch,

@@ -113,6 +113,9 @@ class AdversarialTask(SummedEvalTask):
         "val/loss", "val/d_loss", "val/g_loss", "val/d_real_acc", "val/d_fake_acc",
         "test/loss", "test/d_loss", "test/g_loss", "test/d_real_acc", "test/d_fake_acc", "lr",
     )  # fmt: skip
+    loss_diagnoses_fit = (
+        False  # G's loss against a moving D says nothing about over- or underfitting
+    )
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ class BaseTask(L.LightningModule):
     """
 
     base_metrics: tuple[str, ...] = ("train/loss", "val/loss", "lr")
+    loss_diagnoses_fit = True  # a rising val/loss over a falling train/loss means overfitting
 
     def __init__(
         self,
