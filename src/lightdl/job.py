@@ -90,6 +90,9 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
         return predict(cfg, run_dir)
     from hydra.core.hydra_config import HydraConfig
 
+    from lightdl.validate import validate
+
+    validate(cfg)  # a wrong value is answered before torch and Lightning load (~6 s here)
     from lightdl.search.pruning import search_trial
     from lightdl.train import train
 
