@@ -332,15 +332,17 @@ def build_trainer(
     regularizers: list[Regularizer],
     run_dir: Path,
 ) -> L.Trainer:
+    from lightdl.accelerate import lightning_trainer
     from lightdl.callbacks.progress import progress_bar
 
     kwargs, _ = _merged(regularizers, "trainer_kwargs", cfg)
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
+    trainer_cfg, speed = lightning_trainer(cfg)  # without lightdl's keys: compile, channels_last
     return make(
-        cfg,
+        trainer_cfg,
         "trainer",
-        callbacks=callbacks,
+        callbacks=[*callbacks, *speed],
         logger=loggers or False,
         default_root_dir=str(run_dir),
         **kwargs,

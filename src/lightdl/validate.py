@@ -23,6 +23,8 @@ RULES: list[Rule] = [
     ("data.scale_lr_with_batch", lambda v: isinstance(v, bool), "true or false"),
     ("data.lr_reference_batch", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("trainer.max_epochs", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    ("trainer.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.channels_last", lambda v: isinstance(v, bool), "true or false"),
     ("regularizer.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
     ("regularizer.l2.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("regularizer.l1.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
@@ -97,6 +99,9 @@ def validate(cfg: DictConfig) -> None:
             value = OmegaConf.to_container(value, resolve=True)
         if not ok(value):
             raise ConfigError(f"{key} must be {rule}, got {value!r}.")
+    from lightdl.accelerate import check_accelerator
+
+    check_accelerator(cfg)  # trainer=gpu without a CUDA GPU
 
 
 def check_monitors(monitors: dict[str, str], logged: tuple[str, ...]) -> None:
