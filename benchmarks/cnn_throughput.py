@@ -21,6 +21,7 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/cnn_throughput.py
     .venv/bin/python benchmarks/cnn_throughput.py --train-per-class 0   # the whole training split
+    .venv/bin/python benchmarks/cnn_throughput.py --device cuda --json cnn.json
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import case_result
 import lightning as L
 import torch
 from epoch_overhead import DATA_DIR, compose_cfg, run_lightdl, run_plain
@@ -94,6 +96,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="an extra lightdl override that leaves the network alone (e.g. train_probe=0)",
     )
+    case_result.add_options(parser, extra_set=False)
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
@@ -102,8 +105,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    extra = ("model=cnn", *args.set)
+    device, on_device = case_result.resolve_device(parser, args.device)
+    gpu = case_result.GpuPeak(device)
+    extra = ("model=cnn", *on_device, *args.set)
     if args.train_per_class:
         extra += (f"data.train_per_class={args.train_per_class}",)
     settings = (args.epochs, args.batch_size, args.data_dir, args.seed, extra)
@@ -123,17 +127,24 @@ def main() -> None:
     )
 
     ours, theirs = [], []
+    ours_t, ours_v, theirs_t, theirs_v = [], [], [], []
     for r in range(args.rounds):
         run_dir = tmp / f"round{r}"
+        gpu.start()
         times, val, result = run_lightdl(compose_cfg(run_dir, *settings), run_dir)
+        gpu.stop("lightdl")
+        ours_t, ours_v = ours_t + times[1:], ours_v + val[1:]
         ours += [n / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
         print(
             f"round {r + 1} lightdl: {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
             f"val/acc={result['metrics'].get('val/acc', float('nan')):.4f}"
         )
+        gpu.start()
         times, val, last = run_plain(
             datamodule, args.epochs, args.batch_size, lr, args.seed, device, make_model=cnn_for
         )
+        gpu.stop("plain")
+        theirs_t, theirs_v = theirs_t + times[1:], theirs_v + val[1:]
         acc = last["val/acc"]
         theirs += [n / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
         print(
@@ -147,6 +158,18 @@ def main() -> None:
     print(f"plain   : {b:,.0f} images/s")
     print(
         f"ratio   : {b / a:.3f} (plain/lightdl throughput = lightdl/plain time; target <= {TARGET})"
+    )
+    case_result.write(
+        args.json,
+        case="cnn",
+        unit="images",
+        items=n,
+        device=device,
+        lightdl=(ours_t, ours_v),
+        plain=(theirs_t, theirs_v),
+        gpu=gpu,
+        metrics={"lightdl val/acc": result["metrics"].get("val/acc"), "plain val/acc": acc},
+        settings=vars(args),
     )
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -28,6 +28,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/epoch_overhead.py
     .venv/bin/python benchmarks/epoch_overhead.py --epochs 4 --rounds 3 --batch-size 256
     .venv/bin/python benchmarks/epoch_overhead.py --profile 30   # also cProfile one lightdl run
+    .venv/bin/python benchmarks/epoch_overhead.py --json mlp.json --set data.train_per_class=100
 
 Timings on a shared or small machine are noisy; compare ratios from the same invocation.
 """
@@ -44,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import case_result
 import lightning as L
 import torch
 from torch import nn
@@ -254,6 +256,7 @@ def main() -> None:
         metavar="N",
         help="after timing, cProfile one more lightdl run and print the top N",
     )
+    case_result.add_options(parser)
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
@@ -263,10 +266,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device, on_device = case_result.resolve_device(parser, args.device)
+    settings = (args.epochs, args.batch_size, args.data_dir, args.seed, (*on_device, *args.set))
+    gpu = case_result.GpuPeak(device)
 
     tmp = Path(tempfile.mkdtemp(prefix="lightdl-epoch-overhead-"))
-    cfg = compose_cfg(tmp / "probe", args.epochs, args.batch_size, args.data_dir, args.seed)
+    cfg = compose_cfg(tmp / "probe", *settings)
     datamodule = build.build_datamodule(cfg)  # the same class, files and split as train() builds
     lr = float(cfg.optimizer.lr)
     print(
@@ -281,8 +286,10 @@ def main() -> None:
     ours, theirs, ours_val, theirs_val = [], [], [], []
     for r in range(args.rounds):
         run_dir = tmp / f"round{r}"
-        cfg = compose_cfg(run_dir, args.epochs, args.batch_size, args.data_dir, args.seed)
+        cfg = compose_cfg(run_dir, *settings)
+        gpu.start()
         times, val, result = run_lightdl(cfg, run_dir, args.progress)
+        gpu.stop("lightdl")
         if len(times) != args.epochs:
             print(f"warning: lightdl ran {len(times)} epochs ({result.get('status')})")
         ours += times[1:]
@@ -295,9 +302,11 @@ def main() -> None:
             print(f"warning: thread count changed to {torch.get_num_threads()}; resetting")
             torch.set_num_threads(threads)
 
+        gpu.start()
         times, val, last = run_plain(
             datamodule, args.epochs, args.batch_size, lr, args.seed, device
         )
+        gpu.stop("plain")
         theirs += times[1:]
         theirs_val += val[1:]
         print(
@@ -313,10 +322,25 @@ def main() -> None:
     print(f"plain    : {b:.3f} s/epoch  (validation {statistics.median(theirs_val):.3f} s)")
     print(f"ratio    : {a / b:.3f} (target <= {TARGET})")
     print(f"overhead : {(a - b) / steps * 1e6:.0f} us per training step ({steps} steps/epoch)")
+    case_result.write(
+        args.json,
+        case="mlp",
+        unit="examples",
+        items=len(datamodule.splits["train"][0]),
+        device=device,
+        lightdl=(ours, ours_val),
+        plain=(theirs, theirs_val),
+        gpu=gpu,
+        metrics={
+            "lightdl val/acc": result["metrics"].get("val/acc"),
+            "plain val/acc": last["val/acc"],
+        },
+        settings={**vars(args), "steps_per_epoch": steps},
+    )
 
     if args.profile:
         run_dir = tmp / "profile"
-        cfg = compose_cfg(run_dir, args.epochs, args.batch_size, args.data_dir, args.seed)
+        cfg = compose_cfg(run_dir, *settings)
         profiler = cProfile.Profile()
         profiler.enable()
         run_lightdl(cfg, run_dir, args.progress)

@@ -26,6 +26,7 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/lstm_throughput.py
     .venv/bin/python benchmarks/lstm_throughput.py --rounds 2 --threads 1   # robust on a shared machine
+    .venv/bin/python benchmarks/lstm_throughput.py --max-chars 5000 --epochs 2 --json lstm.json
 
 Measured (2-core CPU, --rounds 2 --threads 1, 134,900 training tokens): lightdl 26,513 tokens/s,
 plain 26,470 tokens/s (medians), ratio 1.002; both reach the same val/ppl (28.287) after 3 epochs.
@@ -43,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import case_result
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -52,8 +54,11 @@ from torch import nn
 NET = {"embedding": 32, "hidden": 128, "layers": 2}
 
 
-def compose_cfg(run_dir: Path, epochs: int, batch_size: int, max_chars: int, seed: int):
-    """The real conf/ composed with Hydra's compose API for the LSTM language model."""
+def compose_cfg(
+    run_dir: Path, epochs: int, batch_size: int, max_chars: int, seed: int, extra: tuple = ()
+):
+    """The real conf/ composed with Hydra's compose API for the LSTM language model; `extra` are
+    further overrides."""
     from hydra import compose, initialize_config_dir
 
     from lightdl.paths import conf_dir
@@ -74,6 +79,7 @@ def compose_cfg(run_dir: Path, epochs: int, batch_size: int, max_chars: int, see
         f"trainer.max_epochs={epochs}",
         f"seed={seed}",
         "test=false",
+        *extra,
     ]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=overrides)
@@ -175,6 +181,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating (lightdl, plain) rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
+    case_result.add_options(parser)
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")
@@ -183,8 +190,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = (args.epochs, args.batch_size, args.max_chars, args.seed)
+    device, on_device = case_result.resolve_device(parser, args.device)
+    gpu = case_result.GpuPeak(device)
+    settings = (args.epochs, args.batch_size, args.max_chars, args.seed, (*on_device, *args.set))
 
     tmp = Path(tempfile.mkdtemp(prefix="lightdl-lstm-throughput-"))
     cfg = compose_cfg(tmp / "probe", *settings)
@@ -203,17 +211,24 @@ def main() -> None:
     )
 
     ours, theirs = [], []
+    ours_t, ours_v, theirs_t, theirs_v = [], [], [], []
     for r in range(args.rounds):
         run_dir = tmp / f"round{r}"
+        gpu.start()
         times, val, result = run_lightdl(compose_cfg(run_dir, *settings), run_dir)
+        gpu.stop("lightdl")
+        ours_t, ours_v = ours_t + times[1:], ours_v + val[1:]
         ours += [tokens / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
         print(
             f"round {r + 1} lightdl: {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
             f"val/ppl={result['metrics'].get('val/ppl', float('nan')):.3f}"
         )
+        gpu.start()
         times, val, last = run_plain(
             datamodule, args.epochs, args.batch_size, lr, args.seed, device
         )
+        gpu.stop("plain")
+        theirs_t, theirs_v = theirs_t + times[1:], theirs_v + val[1:]
         theirs += [tokens / (t - v) for t, v in zip(times[1:], val[1:], strict=True)]
         print(
             f"round {r + 1} plain  : {', '.join(f'{t:.2f}' for t in times)} s/epoch  "
@@ -225,6 +240,21 @@ def main() -> None:
         a, b = pick(ours), pick(theirs)
         print(f"{label:6}: lightdl {a:,.0f} tokens/s, plain {b:,.0f} tokens/s, ratio {a / b:.3f}")
     print("ratio = lightdl/plain throughput (1 = no overhead; below 1, lightdl is slower)")
+    case_result.write(
+        args.json,
+        case="lstm",
+        unit="tokens",
+        items=tokens,
+        device=device,
+        lightdl=(ours_t, ours_v),
+        plain=(theirs_t, theirs_v),
+        gpu=gpu,
+        metrics={
+            "lightdl val/ppl": result["metrics"].get("val/ppl"),
+            "plain val/ppl": last["val/ppl"],
+        },
+        settings=vars(args),
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 
