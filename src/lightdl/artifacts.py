@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def versions() -> dict[str, str]:
     return found
 
 
+@lru_cache(maxsize=8)  # once per process and folder: a sweep's jobs share the checkout
 def git_commit(folder: str | Path) -> str | None:
     """HEAD of the git checkout containing `folder` (with '-dirty' if it has changes), else None."""
     try:

@@ -60,6 +60,8 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int | None:
         return None
     launcher: Any = hydra_cfg.launcher
     target = str(launcher.get("_target_", ""))
+    if "joblib" not in target and not target.endswith("submitit_launcher.LocalLauncher"):
+        return None  # basic launcher (one job after another), SLURM: nothing to read (~0.1 s a job)
     size = sweep_size(hydra_cfg)
     if "joblib" in target:
         n_jobs = launcher.get("n_jobs")
