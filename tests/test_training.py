@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import FAST, make_cfg
 
+from lightdl import build
 from lightdl.callbacks.nan_guard import NanGuard
 from lightdl.errors import ConfigError
 from lightdl.paths import conf_dir, options
@@ -166,3 +167,18 @@ def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert all("val/acc=" in line for line in lines)
+
+
+def test_lightnings_hook_name_skips_module_bookkeeping_and_nothing_else_does(tmp_path):
+    """BaseTask sets Lightning's `_current_fx_name` (~44 times a step) directly; every other
+    attribute still goes through nn.Module, so parameters and submodules are registered."""
+    from torch import nn
+
+    cfg = make_cfg(tmp_path)
+    datamodule = build.build_datamodule(cfg)
+    net = build.build_net(cfg, datamodule.spec, [])
+    task = build.build_task(cfg, net, datamodule, [])
+    task._current_fx_name = "training_step"
+    assert task._current_fx_name == "training_step" and "_current_fx_name" in task.__dict__
+    task.extra = nn.Linear(2, 2)
+    assert "extra" in task._modules and "extra" not in task.__dict__
