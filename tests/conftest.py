@@ -14,6 +14,15 @@ from omegaconf import DictConfig
 from lightdl.paths import conf_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# pytest-xdist (`-n 2` in pyproject.toml) runs one test process per core: each, and every lightdl
+# process a test starts, gets cores // workers torch threads (set before torch is imported), so the
+# cores are shared, not oversubscribed. Tiny models gain nothing from a second thread anyway.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = str(max(1, len(os.sched_getaffinity(0)) // _workers))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
 FAST = [  # curves.png costs ~0.5 s a run: in-process tests skip it; CLI runs (run_cli) still draw it
     "data=digits",
     "trainer.max_epochs=1",
