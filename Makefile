@@ -43,9 +43,7 @@ lint:
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench:
-	$(PY) benchmarks/epoch_overhead.py
-	$(PY) benchmarks/cnn_throughput.py
-	$(PY) benchmarks/lstm_throughput.py
+	$(PY) benchmarks/run.py
 
 docs:
 	$(PY) -m lightdl.catalog_docs
