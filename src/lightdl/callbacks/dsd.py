@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import lightning as L
 
 from lightdl.callbacks import masks
 from lightdl.errors import ConfigError
 
-log = logging.getLogger(__name__)
 DENSE, SPARSE, REDENSE = 0, 1, 2
 LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch's schedulers read a group's lr from
 
@@ -57,17 +54,13 @@ class DenseSparseDense(L.Callback):
             return DENSE
         return SPARSE if epoch < self.dense_epochs + self.sparse_epochs else REDENSE
 
-    def _warn(self, message: str, *args) -> None:
-        """Logged, and kept in `warnings` for summary.json."""
-        self.warnings.append(message % args)
-        log.warning(message, *args)
-
     def setup(self, trainer, pl_module, stage: str) -> None:
         masks.check_single(trainer, self)
         self.pairs = masks.prunable(pl_module)
         epochs, redense = trainer.max_epochs, self.dense_epochs + self.sparse_epochs
         if stage == "fit" and epochs and 0 < epochs <= redense:
-            self._warn(
+            masks.warn(
+                self,
                 "callbacks.dsd: dense_epochs + sparse_epochs = %d is not below trainer.max_epochs=%d, "
                 "so the run ends before the re-dense phase.",
                 redense,

@@ -16,6 +16,8 @@ entries get no gradient. On top of torch's reparametrisation:
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
@@ -137,3 +139,9 @@ def check_single(trainer, this: object) -> None:
         raise ConfigError(
             "callbacks.pruning and callbacks.dsd both mask the same weights; select only one of them."
         )
+
+
+def warn(callback, message: str, *args) -> None:
+    """Logged, and kept in the callback's `warnings` list for summary.json."""
+    callback.warnings.append(message % args)
+    logging.getLogger("lightdl").warning(message, *args)

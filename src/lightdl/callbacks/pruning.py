@@ -5,14 +5,10 @@ Not to be confused with lightdl.search.pruning, which stops unpromising Optuna t
 
 from __future__ import annotations
 
-import logging
-
 import lightning as L
 
 from lightdl.callbacks import masks
 from lightdl.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 class MagnitudePruning(L.Callback):
@@ -57,17 +53,13 @@ class MagnitudePruning(L.Callback):
         done = min(epoch - self.start_epoch + 1, steps) / steps
         return self.sparsity * (1.0 - (1.0 - done) ** self.power)
 
-    def _warn(self, message: str, *args) -> None:
-        """Logged, and kept in `warnings` for summary.json."""
-        self.warnings.append(message % args)
-        log.warning(message, *args)
-
     def setup(self, trainer, pl_module, stage: str) -> None:
         masks.check_single(trainer, self)
         self.pairs = masks.prunable(pl_module)
         epochs = trainer.max_epochs
         if stage == "fit" and self.sparsity and epochs and 0 < epochs <= self.end_epoch:
-            self._warn(
+            masks.warn(
+                self,
                 "callbacks.pruning.end_epoch=%d is not below trainer.max_epochs=%d: the run ends at "
                 "sparsity %.3g, not %.3g.",
                 self.end_epoch,
