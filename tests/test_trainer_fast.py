@@ -85,6 +85,8 @@ def test_compile_failure_warns_once_and_trains_eagerly(tmp_path, failing_compile
         "C++ compiler found); training eagerly."
     ]
     assert len(failing_compile) == 1  # tried once, then eager for good
+    speed = next(c for c in trainer.callbacks if type(c).__name__ == "Speed")
+    assert speed.warnings == warned  # kept for summary.json's warnings
     assert isinstance(net.forward, CompiledForward) and net.forward.compiled is None
     _, eager = fit_net(tmp_path / "b", *fast, "trainer.compile=false", epochs=2)
     for key in ("train/loss", "val/loss", "val/acc"):

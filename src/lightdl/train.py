@@ -102,7 +102,7 @@ def train(
         trainable_params=count_params(net),
         fit_seconds=fit_seconds,
     )
-    result.update(_look_back(cfg, history.epochs, callbacks.values(), run_dir, task))
+    result.update(_look_back(cfg, history.epochs, trainer.callbacks, run_dir, task))
     return result
 
 

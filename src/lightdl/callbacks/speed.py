@@ -27,9 +27,10 @@ class CompiledForward:
     An error the eager forward raises too is the model's and propagates unchanged.
     """
 
-    def __init__(self, eager, compiled) -> None:
+    def __init__(self, eager, compiled, sink: list[str] | None = None) -> None:
         self.eager = eager
         self.compiled = compiled
+        self.sink = sink  # where the fall-back warning is also kept (Speed.warnings: summary.json)
 
     def __call__(self, *args, **kwargs):
         if self.compiled is None:
@@ -39,28 +40,30 @@ class CompiledForward:
         except Exception as exc:  # noqa: BLE001 - any compiler failure: train eagerly instead
             out = self.eager(*args, **kwargs)
             self.compiled = None
-            warn_eager(exc)
+            warn_eager(exc, self.sink)
             return out
 
 
-def warn_eager(exc: BaseException) -> None:
+def warn_eager(exc: BaseException, sink: list[str] | None = None) -> None:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    log.warning(
-        "trainer.compile: torch.compile failed (%s: %s); training eagerly.",
-        type(exc).__name__,
-        first,
+    message = (
+        f"trainer.compile: torch.compile failed ({type(exc).__name__}: {first}); training eagerly."
     )
+    log.warning(message)
+    if sink is not None:
+        sink.append(message)
 
 
-def compile_forward(net: nn.Module) -> bool:
-    """Replace net.forward by a CompiledForward; False (one warning) when torch.compile refuses."""
+def compile_forward(net: nn.Module, sink: list[str] | None = None) -> bool:
+    """Replace net.forward by a CompiledForward; False (one warning) when torch.compile refuses.
+    A fall-back warning is also appended to `sink` when one is given."""
     eager = net.forward
     try:
         compiled = torch.compile(eager)
     except Exception as exc:  # noqa: BLE001 - e.g. an unsupported Python or platform
-        warn_eager(exc)
+        warn_eager(exc, sink)
         return False
-    net.forward = CompiledForward(eager, compiled)
+    net.forward = CompiledForward(eager, compiled, sink)
     return True
 
 
@@ -93,6 +96,7 @@ class Speed(L.Callback):
     def __init__(self, compile: bool = False, channels_last: bool = False) -> None:
         self.compile = compile
         self.channels_last = channels_last
+        self.warnings: list[str] = []  # a compile fall-back, for summary.json
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         net = getattr(pl_module, "net", None)
@@ -103,5 +107,5 @@ class Speed(L.Callback):
             to_channels_last(net)
             done.add("channels_last")
         if self.compile and stage == "fit" and "compile" not in done:
-            compile_forward(net)
+            compile_forward(net, self.warnings)
             done.add("compile")
