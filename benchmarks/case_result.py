@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 
-def add_options(parser: argparse.ArgumentParser, extra_set: bool = True) -> None:
-    """--device, --json and (unless the script has its own) --set."""
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--device, --json and --set."""
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -35,14 +35,13 @@ def add_options(parser: argparse.ArgumentParser, extra_set: bool = True) -> None
         help="where both run: auto = the GPU when there is one (lightdl gets trainer.accelerator)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
-    if extra_set:
-        parser.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="an extra lightdl override that leaves the network alone (e.g. train_probe=0)",
-        )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra lightdl override that leaves the network alone (e.g. train_probe=0)",
+    )
 
 
 def resolve_device(

@@ -89,14 +89,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data-dir", default=DATA_DIR)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an extra lightdl override that leaves the network alone (e.g. train_probe=0)",
-    )
-    case_result.add_options(parser, extra_set=False)
+    case_result.add_options(parser)
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is discarded as warm-up)")

@@ -18,18 +18,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lightdl.errors import ConfigError
+from lightdl.paths import chosen
 
 log = logging.getLogger("lightdl")
 
 SPEED_KEYS = ("compile", "channels_last")  # trainer.<key>: lightdl's, not Lightning's
 GPU_NAMES = ("gpu", "cuda")
-
-
-def _trainer_choice() -> str | None:
-    """The `trainer` option of the running Hydra app (None outside one, as in tests)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.choices.get("trainer") if HydraConfig.initialized() else None
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -44,7 +38,7 @@ def check_accelerator(cfg: DictConfig) -> None:
 
     if torch.cuda.is_available():
         return
-    name = "trainer=gpu" if _trainer_choice() == "gpu" else f"trainer.accelerator={accelerator}"
+    name = "trainer=gpu" if chosen("trainer") == "gpu" else f"trainer.accelerator={accelerator}"
     raise ConfigError(
         f"{name} needs a CUDA GPU; none is visible (torch.cuda.is_available() is False); "
         "use trainer=default."
@@ -101,10 +95,7 @@ def lightning_trainer(cfg: DictConfig) -> tuple[DictConfig, list]:
     supports; the callback list is empty when neither speed key is on.
     """
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    speed = {key: settings.pop(key, False) for key in SPEED_KEYS}
-    for key, value in speed.items():
-        if not isinstance(value, bool):
-            raise ConfigError(f"trainer.{key} must be true or false, got {value!r}.")
+    speed = {key: settings.pop(key, False) for key in SPEED_KEYS}  # true/false: validate's rules
     if "precision" in settings:
         settings["precision"] = _precision(settings)
     callbacks = []

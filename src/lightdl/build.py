@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightdl.errors import ConfigError, describe_instantiation_error
+from lightdl.paths import chosen
 from lightdl.regularizers import Regularizer
 
 
@@ -121,13 +122,6 @@ TASK_WORDS = {
 }
 
 
-def _choice(group: str) -> str | None:
-    """The option chosen for `group` in the running Hydra app (None outside one, as in tests)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
-
-
 def _models_for(task: str) -> list[str]:
     """The model options whose class declares `task` (classification when it declares none)."""
     from hydra.utils import get_class
@@ -159,7 +153,7 @@ def check_model_fits_data(cfg: DictConfig, spec) -> None:
         model_cls = get_class(target)
     except Exception:  # noqa: BLE001 - instantiation reports a bad target with its own sentence
         return
-    name = f"model={_choice('model') or target.rsplit('.', 1)[-1]}"
+    name = f"model={chosen('model') or target.rsplit('.', 1)[-1]}"
     tasks = getattr(model_cls, "tasks", ("classification",))
     if spec.task not in tasks:
         doing = " or ".join(TASK_WORDS.get(t, t) for t in tasks)
@@ -280,7 +274,7 @@ def _check_unlabelled(data, task_name: str, net) -> None:
     )
     if keep and reads_labels:
         raise ConfigError(
-            f"data.unlabelled=keep leaves training images without labels, which model={_choice('model') or type(net).__name__} "
+            f"data.unlabelled=keep leaves training images without labels, which model={chosen('model') or type(net).__name__} "
             "cannot learn from; use data.unlabelled=drop, or model=sgan."
         )
     if (

@@ -46,3 +46,10 @@ def describe(group: str, option: str) -> str:
         if line and not line.startswith("#"):
             break
     return ""
+
+
+def chosen(group: str) -> str | None:
+    """The option chosen for `group` in the running Hydra app (None outside one, as in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None

@@ -60,9 +60,6 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int | None:
         return None
     launcher: Any = hydra_cfg.launcher
     target = str(launcher.get("_target_", ""))
-    if "joblib" not in target and not target.endswith("submitit_launcher.LocalLauncher"):
-        return None  # basic launcher (one job after another), SLURM: nothing to read (~0.1 s a job)
-    size = sweep_size(hydra_cfg)
     if "joblib" in target:
         n_jobs = launcher.get("n_jobs")
         if n_jobs is None:
@@ -70,10 +67,12 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int | None:
         n_jobs = int(n_jobs)
         if n_jobs < 0:  # joblib's convention: -1 all cores, -2 all but one, ...
             n_jobs = max(1, cores() + 1 + n_jobs)
+        size = sweep_size(hydra_cfg)
         return min(n_jobs, size) if size else n_jobs
     if target.endswith("submitit_launcher.LocalLauncher"):  # starts every job of the sweep at once
+        size = sweep_size(hydra_cfg)
         return size * int(launcher.get("tasks_per_node") or 1) if size else None
-    return None
+    return None  # basic launcher (one job after another), SLURM: the sweep's size is not needed
 
 
 def divide_threads(hydra_cfg: DictConfig) -> int | None:

@@ -16,9 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from lightdl.errors import ConfigError
+from lightdl.paths import chosen
 
 KEY = "tune"
-MODES = ("exponential", "linear")
 LR_FIND_CHATTER = (  # info lines about the finder's temporary checkpoint and early stop (said below)
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
     "lightning.pytorch.tuner.lr_finder",
@@ -45,15 +45,15 @@ def lr_find(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lightdl.train import assemble, quiet_libraries
     from lightdl.validate import validate
 
-    settings = _settings(cfg.tune)
     validate(cfg)
+    settings = _settings(cfg.tune)
     quiet_libraries()
     for name in LR_FIND_CHATTER:
         logging.getLogger(name).setLevel(logging.WARNING)
     datamodule, regularizers, net, task = assemble(cfg)
     if not task.automatic_optimization:
         raise ConfigError(
-            f"tune=lr_find needs a model trained by one optimizer; model={_choice(cfg)} steps "
+            f"tune=lr_find needs a model trained by one optimizer; model={chosen('model') or '?'} steps "
             "several by hand (set their learning rates directly)."
         )
     with open_dict(cfg):  # the test's step budget decides how long it runs (and what step-count
@@ -89,38 +89,10 @@ def lr_find(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _settings(node: DictConfig) -> dict[str, Any]:
-    values = {
+    """Tuner.lr_find's arguments from the tune node (checked by lightdl.validate's rules)."""
+    return {
         k: node.get(k) for k in ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold")
     }
-    for key in ("min_lr", "max_lr"):
-        if not _positive(values[key]):
-            raise ConfigError(f"{KEY}.{key} must be a number > 0, got {values[key]!r}.")
-    if values["min_lr"] >= values["max_lr"]:
-        raise ConfigError(
-            f"{KEY}.min_lr must be below {KEY}.max_lr, got {values['min_lr']} and {values['max_lr']}."
-        )
-    steps = values["num_training"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ConfigError(f"{KEY}.num_training must be an integer >= 5, got {steps!r}.")
-    if values["mode"] not in MODES:
-        raise ConfigError(f"{KEY}.mode must be one of {', '.join(MODES)}, got {values['mode']!r}.")
-    stop = values["early_stop_threshold"]
-    if stop is not None and not _positive(stop):
-        raise ConfigError(f"{KEY}.early_stop_threshold must be a number > 0 or null, got {stop!r}.")
-    return values
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _choice(cfg: DictConfig) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return HydraConfig.get().runtime.choices.get("model", "?")
-    except ValueError:  # composed outside a Hydra run (tests)
-        return "?"
 
 
 def _plot(lrs: list[float], losses: list[float], suggested: float, path: Path) -> Path:

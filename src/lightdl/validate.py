@@ -66,6 +66,11 @@ RULES: list[Rule] = [
     ("diagnosis.overfit_gap", lambda v: _number(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
     ("diagnosis.overfit_loss_rise", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("diagnosis.plot", lambda v: isinstance(v, bool), "true or false"),
+    ("tune.min_lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("tune.max_lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("tune.num_training", lambda v: _integer(v) and v >= 5, "an integer >= 5"),
+    ("tune.mode", lambda v: v in ("exponential", "linear"), "one of exponential, linear"),
+    ("tune.early_stop_threshold", lambda v: _number(v) and v > 0, "a number > 0 or null"),
     ("monitor_mode", lambda v: v in ("min", "max"), "'min' or 'max'"),
     ("mode", lambda v: v in ("train", "eval", "predict"), "'train', 'eval' or 'predict'"),
 ]
@@ -85,7 +90,11 @@ def _widths(value: Any) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value that breaks a rule."""
-    for group, low, high in (("init", "a", "b"), ("activation", "lower", "upper")):
+    for group, low, high in (
+        ("init", "a", "b"),
+        ("activation", "lower", "upper"),
+        ("tune", "min_lr", "max_lr"),
+    ):
         a, b = OmegaConf.select(cfg, f"{group}.{low}"), OmegaConf.select(cfg, f"{group}.{high}")
         if _number(a) and _number(b) and not a < b:
             raise ConfigError(

@@ -83,10 +83,10 @@ class GradNorms(L.Callback):
         logged["grad_norm/total"] = self._total[0] / self._count
         logged["grad_norm/max"] = self._total[1]
         pl_module.log_dict(logged, on_step=False, on_epoch=True, batch_size=1)
-        if len(means) > 1:
-            self._check(trainer.current_epoch, float(ratio), float(self._total[1]))
-        else:
-            self._check(trainer.current_epoch, math.inf, float(self._total[1]))
+        first_over_last = (
+            float(ratio) if len(means) > 1 else math.inf
+        )  # one layer: nothing to vanish
+        self._check(trainer.current_epoch, first_over_last, float(self._total[1]))
 
     def _check(self, epoch: int, ratio: float, peak: float) -> None:
         """Warn once per kind: vanishing (first/last below the ratio), exploding (peak too large)."""

@@ -9,6 +9,7 @@ import torch
 
 from lightdl.errors import ConfigError
 from lightdl.judge import KEY, ensure_judge, load_judge
+from lightdl.paths import chosen
 
 CHUNK = 500  # latents per generate/judge forward pass, to bound memory for large n
 
@@ -79,7 +80,7 @@ class SampleQuality(L.Callback):
             )
         spec = _spec(net, trainer)
         if self.judge_net is None:
-            data = self.data or _data_choice()
+            data = self.data or chosen("data")
             source = self.judge
             if source is None:
                 if not data:
@@ -147,10 +148,3 @@ def _spec(net, trainer):
             f"datamodule or {type(net).__name__}.spec."
         )
     return spec
-
-
-def _data_choice() -> str | None:
-    """The data option of the running lightdl command (None outside a Hydra app)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightdl.errors import ConfigError
+from lightdl.paths import chosen
 from lightdl.tasks.base import SummedEvalTask
 
 EVAL_SEED = 1234  # the VAE's val and test codes: the same draws every pass, so val/loss compares
@@ -70,13 +71,13 @@ class ReconstructionTask(SummedEvalTask):
             low = high = None
             bad = preprocess not in (None, "Identity")
         if bad:
-            name = _choice("model") or cfg.model._target_.rsplit(".", 1)[-1].lower()
-            chosen = _choice("preprocess") or (preprocess or "none").lower()
+            name = chosen("model") or cfg.model._target_.rsplit(".", 1)[-1].lower()
+            used = chosen("preprocess") or (preprocess or "none").lower()
             seen = f" gives inputs in [{low:.2f}, {high:.2f}]" if low is not None else ""
             raise ConfigError(
                 f"model={name} scores reconstructions with binary cross-entropy, which needs "
-                f"pixels in [0, 1], but preprocess={chosen}{seen}; use preprocess=none"
-                + (" on image data scaled to [0, 1]." if chosen in ("none", "identity") else ".")
+                f"pixels in [0, 1], but preprocess={used}{seen}; use preprocess=none"
+                + (" on image data scaled to [0, 1]." if used in ("none", "identity") else ".")
             )
         return {}
 
@@ -139,9 +140,3 @@ class ReconstructionTask(SummedEvalTask):
         if self.variational:
             self.log_epoch(f"{split}/kl", kl / count)
         self.log_epoch(f"{split}/loss", (recon + self.beta * kl) / count)
-
-
-def _choice(group: str) -> str | None:
-    from lightdl.build import _choice as choice
-
-    return choice(group)
