@@ -96,6 +96,7 @@ def lightning_trainer(cfg: DictConfig) -> tuple[DictConfig, list]:
     """
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     speed = {key: settings.pop(key, False) for key in SPEED_KEYS}  # true/false: validate's rules
+    settings.pop("steps_per_call", None)
     if "precision" in settings:
         settings["precision"] = _precision(settings)
     callbacks = []

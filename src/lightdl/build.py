@@ -49,7 +49,13 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     datamodule = make(cfg, "data", preprocess=make(cfg, "preprocess"))
     datamodule.setup("fit")
+    datamodule.steps_per_call = steps_per_call(cfg)
     return datamodule
+
+
+def steps_per_call(cfg: DictConfig) -> int:
+    """trainer.steps_per_call (lightdl's key; validate checks it is an integer >= 1)."""
+    return int(cfg.trainer.get("steps_per_call", 1))
 
 
 def build_regularizers(cfg: DictConfig) -> list[Regularizer]:
@@ -257,12 +263,15 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
     _check_unlabelled(data, task_name, net)
     task_cls = get_class(TASKS[task_name])
     if task_name != "classification":
-        return task_cls(**common, **task_cls.options(cfg, data))
-    size = cfg.get("train_probe", 1000)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
-    probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
-    return task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
+        task = task_cls(**common, **task_cls.options(cfg, data))
+    else:
+        size = cfg.get("train_probe", 1000)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ConfigError(f"train_probe must be an integer >= 0, got {size!r}.")
+        probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
+        task = task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
+    task.set_steps_per_call(steps_per_call(cfg))
+    return task
 
 
 def _check_unlabelled(data, task_name: str, net) -> None:
@@ -330,6 +339,8 @@ def build_trainer(
     from lightdl.callbacks.progress import progress_bar
 
     kwargs, _ = _merged(regularizers, "trainer_kwargs", cfg)
+    if steps_per_call(cfg) > 1:  # the task clips (BaseTask.on_before_optimizer_step)
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("gradient_clip")}
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
     trainer_cfg, speed = lightning_trainer(cfg)  # without lightdl's keys: compile, channels_last

@@ -25,6 +25,7 @@ RULES: list[Rule] = [
     ("trainer.max_epochs", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("trainer.compile", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.channels_last", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.steps_per_call", lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     ("regularizer.dropout.p", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
     ("regularizer.l2.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("regularizer.l1.lam", lambda v: _number(v) and v >= 0, "a number >= 0"),
@@ -108,9 +109,29 @@ def validate(cfg: DictConfig) -> None:
             value = OmegaConf.to_container(value, resolve=True)
         if not ok(value):
             raise ConfigError(f"{key} must be {rule}, got {value!r}.")
+    _check_steps_per_call(cfg)
     from lightdl.accelerate import check_accelerator
 
     check_accelerator(cfg)  # trainer=gpu without a CUDA GPU
+
+
+def _check_steps_per_call(cfg: DictConfig) -> None:
+    """trainer.steps_per_call > 1 steps the optimizer by hand (Lightning's manual optimization),
+    which Lightning's gradient accumulation and the lr finder do not support."""
+    steps = OmegaConf.select(cfg, "trainer.steps_per_call", default=1)
+    if steps == 1:
+        return
+    accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
+    if accumulate not in (None, 1):
+        raise ConfigError(
+            f"trainer.steps_per_call={steps} cannot be combined with "
+            f"trainer.accumulate_grad_batches={accumulate}; set one of them to 1."
+        )
+    if OmegaConf.select(cfg, "tune.name", default=None):
+        raise ConfigError(
+            f"tune=lr_find runs Lightning's automatic optimization; run it with "
+            f"trainer.steps_per_call=1 (got {steps})."
+        )
 
 
 def check_monitors(monitors: dict[str, str], logged: tuple[str, ...]) -> None:

@@ -29,10 +29,11 @@ class NanGuard(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None or self.diverged is not None:
             return
+        loss = loss.detach().reshape(-1)  # one loss per step; several under steps_per_call > 1
         if not self._window:
-            self._window_start = trainer.global_step - 1
-        self._window.append(loss.detach())
-        if len(self._window) >= self.check_every_n_steps:
+            self._window_start = trainer.global_step - len(loss)
+        self._window.append(loss)
+        if sum(len(losses) for losses in self._window) >= self.check_every_n_steps:
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -41,7 +42,7 @@ class NanGuard(L.Callback):
     def _check(self, trainer) -> None:
         if not self._window:
             return
-        losses = torch.stack(self._window).double().cpu()
+        losses = torch.cat(self._window).double().cpu()
         self._window = []
         finite = torch.isfinite(losses)
         if bool(finite.all()):

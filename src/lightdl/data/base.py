@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightdl.data.batches import TensorBatches
+from lightdl.data.batches import Chunks, TensorBatches
 from lightdl.data.spec import DataSpec
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -34,6 +34,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     num_classes: int
     kind: str
+    steps_per_call = 1  # trainer.steps_per_call: batches per training_step call
 
     def __init__(
         self,
@@ -252,7 +253,13 @@ class InMemoryDataModule(L.LightningDataModule):
             self.splits[split] = (x, y)
         return x, y
 
-    def train_dataloader(self) -> TensorBatches:
+    def train_dataloader(self) -> TensorBatches | Chunks:
+        """The training batches; lists of `steps_per_call` of them when trainer.steps_per_call > 1
+        (set by build.build_datamodule), which the task steps through in one call."""
+        batches = self.train_batches()
+        return batches if self.steps_per_call == 1 else Chunks(batches, self.steps_per_call)
+
+    def train_batches(self) -> TensorBatches:
         x, y = self.resident("train")
         return TensorBatches(
             x, y, self.train_batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch

@@ -62,3 +62,24 @@ class TensorBatches:
         for start, stop in self._bounds():
             index = order[start:stop]
             yield self.x.index_select(0, index), self.y.index_select(0, index)
+
+
+class Chunks:
+    """Lists of up to `size` consecutive batches of `batches` (trainer.steps_per_call): one
+    Lightning training_step call then runs `size` optimizer steps (BaseTask._train_chunk)."""
+
+    def __init__(self, batches, size: int) -> None:
+        self.batches, self.size = batches, size
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.size)
+
+    def __iter__(self) -> Iterator[list]:
+        chunk: list = []
+        for batch in self.batches:
+            chunk.append(batch)
+            if len(chunk) == self.size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk

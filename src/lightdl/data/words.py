@@ -289,9 +289,9 @@ class Words(InMemoryDataModule):
             vocab=tuple(self.vocab.itos),
         )
 
-    def train_dataloader(self):
+    def train_batches(self):
         if not self.resample:
-            return super().train_dataloader()
+            return super().train_batches()
         x, _ = self.splits["train"]
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else x.device

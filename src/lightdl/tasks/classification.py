@@ -83,7 +83,7 @@ class ClassificationTask(BaseTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         x = self.transformed(x)
         logits = self.net(x)

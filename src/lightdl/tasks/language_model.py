@@ -80,7 +80,7 @@ class LanguageModelTask(SummedEvalTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
         loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

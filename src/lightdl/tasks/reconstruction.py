@@ -98,7 +98,7 @@ class ReconstructionTask(SummedEvalTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0]  # the labels are never used
         for transform in self.augment:
             x = transform(x)

@@ -183,7 +183,7 @@ class Seq2SeqTask(SummedEvalTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         p = self.sample_prob()
         logits = self.net.teacher_forced(x, self._decoder_inputs(y), sample_prob=p)

@@ -116,7 +116,7 @@ class SkipGramTask(SummedEvalTask):
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_step(self, batch, batch_idx: int) -> torch.Tensor:
         centre, context = batch
         loss = self.pair_loss(centre, context, self.draw_negatives(len(centre)))
         with torch.no_grad():
