@@ -5,9 +5,12 @@ JSON back, never the printed output):
 
   startup  startup_time.py    `python -m lightdl --help`, and launch to the first optimizer step
                               of the default run (MLP, Fashion-MNIST)
-  mlp      epoch_overhead.py  the default MLP on Fashion-MNIST, seconds per epoch
+  mlp      epoch_overhead.py  the default MLP on Fashion-MNIST, seconds per epoch, with
+                              trainer.steps_per_call=16 (see SETTINGS)
+  mlp_default                 the same with the default trainer.steps_per_call=1
   cnn      cnn_throughput.py  model=cnn on Fashion-MNIST, images per second
-  lstm     lstm_throughput.py the char-level LSTM language model, tokens per second
+  lstm     lstm_throughput.py the char-level LSTM language model, tokens per second, with
+                              trainer.steps_per_call=16
   sweep16  sweep_overhead.py  16 one-epoch digits jobs in one `python -m lightdl -m` process,
                               against 16 plain trainings in one process; per-job overhead
 
@@ -42,11 +45,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CASES = ("startup", "mlp", "cnn", "lstm", "sweep16")
-ON_DEVICE = ("mlp", "cnn", "lstm", "sweep16")  # cases with a CPU and a GPU variant
+CASES = ("startup", "mlp", "mlp_default", "cnn", "lstm", "sweep16")
+ON_DEVICE = ("mlp", "mlp_default", "cnn", "lstm", "sweep16")  # cases with a CPU and a GPU variant
 SCRIPTS = {
     "startup": "startup_time.py",
     "mlp": "epoch_overhead.py",
+    "mlp_default": "epoch_overhead.py",
     "cnn": "cnn_throughput.py",
     "lstm": "lstm_throughput.py",
     "sweep16": "sweep_overhead.py",
@@ -54,6 +58,7 @@ SCRIPTS = {
 FULL = {  # the measured sizes (each script's own defaults, apart from those named here)
     "startup": ["--help-runs", "5", "--first-step-runs", "3"],
     "mlp": ["--epochs", "3", "--rounds", "2"],
+    "mlp_default": ["--epochs", "3", "--rounds", "2"],
     "cnn": ["--epochs", "3"],
     "lstm": ["--epochs", "3", "--rounds", "2"],
     "sweep16": ["--jobs", "16"],
@@ -62,10 +67,19 @@ QUICK = {  # seconds per case: to check the suite, not to quote
     "startup": ["--help-runs", "5", "--first-step-runs", "1"],
     "mlp": ["--epochs", "2", "--rounds", "1", "--set", "data.train_per_class=100"]
     + ["--set", "data.val_size=500"],
+    "mlp_default": ["--epochs", "2", "--rounds", "1", "--set", "data.train_per_class=100"]
+    + ["--set", "data.val_size=500"],
     "cnn": ["--epochs", "2", "--train-per-class", "20", "--set", "data.val_size=500"],
     "lstm": ["--epochs", "2", "--max-chars", "20000"],
     "sweep16": ["--jobs", "4"],
 }
+
+
+# lightdl settings a case runs with (named in its row). trainer.steps_per_call=16 runs 16 optimizer
+# steps per Lightning training_step call: the same training step for step (tests/test_steps_per_call.py)
+# with Lightning's fixed per-call cost (~0.6 ms here) paid once per 16 batches. mlp_default is the
+# MLP case with the default trainer.steps_per_call=1, for comparison.
+SETTINGS = {"mlp": ["trainer.steps_per_call=16"], "lstm": ["trainer.steps_per_call=16"]}
 
 
 def machine() -> dict:
@@ -113,6 +127,10 @@ def run_case(name: str, device: str | None, args: list[str], logs: Path) -> dict
         return {"error": f"failed (exit {done.returncode}): {tail[0][:120]}"}
     print(f"  {label} done in {seconds:.0f} s", file=sys.stderr, flush=True)
     return {**json.loads(out.read_text()), "case_seconds": seconds}
+
+
+def _label(case: str, device: str) -> str:
+    return f"{case} ({', '.join([device, *SETTINGS.get(case, [])])})"
 
 
 def _mib(value: float) -> str:
@@ -233,7 +251,7 @@ def main() -> None:
     if "startup" in chosen:
         plan.append(("startup", "startup", None))
     for device in devices:
-        plan += [(f"{c} ({device})", c, device) for c in chosen if c in ON_DEVICE]
+        plan += [(_label(c, device), c, device) for c in chosen if c in ON_DEVICE]
     sizes = QUICK if args.quick else FULL
     logs = Path(args.logs or tempfile.mkdtemp(prefix="lightdl-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
@@ -244,7 +262,8 @@ def main() -> None:
         if device == "cuda" and info["gpu"] is None:
             results[label] = {"skipped": "skipped: no GPU"}
             continue
-        results[label] = run_case(case, device, sizes[case] + extra.get(case, []), logs)
+        settings = [arg for item in SETTINGS.get(case, []) for arg in ("--set", item)]
+        results[label] = run_case(case, device, sizes[case] + settings + extra.get(case, []), logs)
     print(f"suite done in {time.perf_counter() - started:.0f} s; logs in {logs}", file=sys.stderr)
 
     text = report(results, info, args.quick)
