@@ -29,7 +29,10 @@ def write_curves(
 
     from lightdl.report.plots import save_png
 
-    fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=90, layout="constrained")
+    fig = Figure(figsize=(5.0 * len(panels), 3.8), dpi=90)
+    # Fixed margins: matplotlib's constrained layout drew the figure twice, ~0.15 s of a sweep
+    # job's ~0.6 s overhead (benchmarks/README.md).
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13, top=0.92, wspace=0.28)
     for ax, (title, shown) in zip(
         fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
