@@ -57,8 +57,8 @@ SCRIPTS = {
 }
 FULL = {  # the measured sizes (each script's own defaults, apart from those named here)
     "startup": ["--help-runs", "5", "--first-step-runs", "3"],
-    "mlp": ["--epochs", "3", "--rounds", "2"],
-    "mlp_default": ["--epochs", "3", "--rounds", "2"],
+    "mlp": ["--epochs", "4", "--rounds", "3"],
+    "mlp_default": ["--epochs", "4", "--rounds", "3"],
     "cnn": ["--epochs", "3"],
     "lstm": ["--epochs", "3", "--rounds", "2"],
     "sweep16": ["--jobs", "16"],
