@@ -1,8 +1,9 @@
 """trainer=gpu and trainer=fast: the GPU check, lightdl's own trainer keys, and the bf16 fall back.
 
 Lightning's Trainer takes every key of `cfg.trainer` as an argument and refuses unknown ones, so
-lightdl's speed keys (`compile`, `channels_last`) are removed here before the Trainer is built and
-become a callback (lightdl.callbacks.speed.Speed) that applies them to the task's network.
+lightdl's own keys are removed here before the Trainer is built: the speed keys (`compile`,
+`channels_last`) become a callback (lightdl.callbacks.speed.Speed) that applies them to the task's
+network; `steps_per_call` is read by build (the DataModule's chunks, the task's stepping).
 bf16 precision is kept only where the hardware computes in bf16: on a CPU without AVX512-BF16 or
 AMX it is emulated (measured 6-8x slower than 32-bit on this 2-core AVX2 machine), so training
 falls back to 32-true and says so in one log line.
@@ -23,6 +24,7 @@ from lightdl.paths import chosen
 log = logging.getLogger("lightdl")
 
 SPEED_KEYS = ("compile", "channels_last")  # trainer.<key>: lightdl's, not Lightning's
+OWN_KEYS = (*SPEED_KEYS, "steps_per_call")  # steps_per_call: read by build.steps_per_call
 GPU_NAMES = ("gpu", "cuda")
 
 
@@ -91,12 +93,12 @@ def _precision(settings: dict[str, Any]) -> str | int | None:
 def lightning_trainer(cfg: DictConfig) -> tuple[DictConfig, list]:
     """({"trainer": node} for build.make, [Speed callback]) from `cfg.trainer`.
 
-    The node is `cfg.trainer` without lightdl's SPEED_KEYS and with the precision the hardware
+    The node is `cfg.trainer` without lightdl's OWN_KEYS and with the precision the hardware
     supports; the callback list is empty when neither speed key is on.
     """
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    speed = {key: settings.pop(key, False) for key in SPEED_KEYS}  # true/false: validate's rules
-    settings.pop("steps_per_call", None)
+    own = {key: settings.pop(key, None) for key in OWN_KEYS}
+    speed = {key: bool(own[key]) for key in SPEED_KEYS}  # true/false: validate's rules
     if "precision" in settings:
         settings["precision"] = _precision(settings)
     callbacks = []

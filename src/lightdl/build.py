@@ -343,7 +343,7 @@ def build_trainer(
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("gradient_clip")}
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
-    trainer_cfg, speed = lightning_trainer(cfg)  # without lightdl's keys: compile, channels_last
+    trainer_cfg, speed = lightning_trainer(cfg)  # without lightdl's own trainer keys
     return make(
         trainer_cfg,
         "trainer",

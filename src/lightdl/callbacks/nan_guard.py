@@ -23,6 +23,7 @@ class NanGuard(L.Callback):
         self.diverged: dict | None = None
         self._window: list[torch.Tensor] = []
         self._window_start = 0
+        self._window_steps = 0  # losses in the window (a chunk holds several)
         self._last_finite: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -33,7 +34,8 @@ class NanGuard(L.Callback):
         if not self._window:
             self._window_start = trainer.global_step - len(loss)
         self._window.append(loss)
-        if sum(len(losses) for losses in self._window) >= self.check_every_n_steps:
+        self._window_steps += len(loss)
+        if self._window_steps >= self.check_every_n_steps:
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -43,7 +45,7 @@ class NanGuard(L.Callback):
         if not self._window:
             return
         losses = torch.cat(self._window).double().cpu()
-        self._window = []
+        self._window, self._window_steps = [], 0
         finite = torch.isfinite(losses)
         if bool(finite.all()):
             self._last_finite = float(losses[-1])

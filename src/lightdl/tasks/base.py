@@ -54,9 +54,12 @@ class BaseTask(L.LightningModule):
         self.input_transforms = [r for r in regularizers if overrides(r, "transform_input")]
         self.step_hooks = [r for r in regularizers if overrides(r, "before_optimizer_step")]
         self.penalized = weights(net) if self.penalties or self.step_hooks else []
-        self.clipping: dict[str, Any] = {}  # Lightning's clipping settings, applied here if manual
-        for regularizer in regularizers:
-            self.clipping.update(regularizer.trainer_kwargs())
+        self.clipping = {  # the clip regularizers' Trainer settings, applied here if manual
+            key: value
+            for regularizer in regularizers
+            for key, value in regularizer.trainer_kwargs().items()
+            if key.startswith("gradient_clip")
+        }
 
     def set_steps_per_call(self, steps: int) -> None:
         """Run `steps` optimizer steps per Lightning training_step call (trainer.steps_per_call).
@@ -113,7 +116,7 @@ class BaseTask(L.LightningModule):
         validation, with its monitored metric for reduce_on_plateau), as Lightning would."""
         if self.steps_per_call == 1 or self.scheduler_factory is None:
             return
-        if self.scheduler_interval != "epoch":
+        if self.scheduler_interval != "epoch":  # step-interval ones: in _train_chunk
             return
         scheduler = self.lr_schedulers()
         if not self.scheduler_monitor:
@@ -195,7 +198,7 @@ class BaseTask(L.LightningModule):
     def _total_steps(self) -> int:
         """Optimizer steps in the whole fit: Lightning's estimate counts training_step calls,
         which under steps_per_call > 1 are chunks of batches."""
-        calls = int(self.trainer.estimated_stepping_batches)
+        calls = int(self.trainer.estimated_stepping_batches)  # also loads the train dataloader
         if self.steps_per_call == 1:
             return calls
         chunks = self.trainer.train_dataloader
