@@ -47,8 +47,16 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    datamodule = make(cfg, "data", preprocess=make(cfg, "preprocess"))
-    datamodule.setup("fit")
+    """The DataModule, set up; inside a multirun job, the previous job's when the data config is
+    the same (lightdl.data.reuse)."""
+    from lightdl.data import reuse
+
+    def fresh() -> L.LightningDataModule:
+        datamodule = make(cfg, "data", preprocess=make(cfg, "preprocess"))
+        datamodule.setup("fit")
+        return datamodule
+
+    datamodule = reuse.datamodule(cfg, fresh)
     datamodule.steps_per_call = steps_per_call(cfg)
     return datamodule
 

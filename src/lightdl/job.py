@@ -39,7 +39,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     code = 0
     try:
-        summary.update(_run_mode(cfg, run_dir, group))
+        from lightdl.data import reuse
+
+        with reuse.across_jobs(multirun):  # a sweep's jobs share an unchanged DataModule
+            summary.update(_run_mode(cfg, run_dir, group))
         if summary["status"] == "diverged":
             code = EXIT_DIVERGED
     except (ConfigError, DataError) as exc:
