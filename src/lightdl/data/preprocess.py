@@ -32,7 +32,9 @@ class Standardize:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
             raise RuntimeError("Standardize must be fitted on the training split first")
-        return torch.sub(x, self.mean).div_(self.std)  # one new tensor, not two (55k images: 172 MB)
+        return torch.sub(x, self.mean).div_(
+            self.std
+        )  # one new tensor, not two (55k images: 172 MB)
 
 
 class MeanSubtract:
