@@ -188,7 +188,10 @@ def test_splits_move_to_the_trainers_device_once_and_stay(tmp_path):
     xb, _ = next(iter(datamodule.train_dataloader()))  # no trainer: stays where it is
     assert xb.device.type == "cpu" and datamodule.splits["train"][0] is cpu_x
     datamodule.trainer = SimpleNamespace(
-        strategy=SimpleNamespace(root_device=torch.device("meta")), current_epoch=0
+        strategy=SimpleNamespace(root_device=torch.device("meta")),
+        current_epoch=0,
+        global_rank=0,
+        world_size=1,
     )
     for split, loader in (
         ("train", datamodule.train_dataloader),

@@ -181,6 +181,12 @@ def render_slurm(tmp_path: Path, *overrides: str) -> tuple[Path, str]:
             {"nodes": "1", "ntasks-per-node": "1", "gpus-per-node": "1", "cpus-per-task": "8"}
             | {"time": "240", "mem": "32GB", "partition": "gpu", "job-name": "lightdl"},
         ),
+        (  # DDP across 2 nodes x 4 GPUs: one task per GPU, the sizes taken from trainer.*
+            ["hydra/launcher=slurm_ddp", "hydra.launcher.partition=gpu", "trainer=ddp"]
+            + ["trainer.num_nodes=2", "trainer.devices=4"],
+            {"nodes": "2", "ntasks-per-node": "4", "gpus-per-node": "4", "cpus-per-task": "8"}
+            | {"time": "240", "mem": "64GB", "partition": "gpu", "job-name": "lightdl-ddp"},
+        ),
         (
             ["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=2"]
             + ["hydra.launcher.timeout_min=30", "+hydra.launcher.additional_parameters.qos=low"],
@@ -204,14 +210,19 @@ def test_slurm_submission_renders_resources_and_command(tmp_path, overrides, res
     command = script.strip().splitlines()[-1]
     assert command.startswith("srun --unbuffered")
     assert command.endswith(f"{sys.executable} -u -m submitit.core._submit {sweep}/.submitit/%j")
-    if "slurm_gpu" in overrides[0]:
+    if overrides[0].endswith(("slurm_gpu", "slurm_ddp")):
         assert "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK" in script
     # What each array task unpickles and runs: lightdl's Hydra app with that job's overrides.
     for index, lr in enumerate(["0.001", "0.01"]):
         job = DelayedSubmission.load(sweep / f".submitit/4242_{index}/4242_{index}_submitted.pkl")
         assert job.function.task_function.__module__ == "lightdl.app"
-        assert job.args[0] == ["data=digits", f"optimizer.lr={lr}"]
+        assert job.args[0] == [*task_overrides(overrides), "data=digits", f"optimizer.lr={lr}"]
         assert job.args[2] == index  # hydra.job.num: the job's folder in the sweep
+
+
+def task_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides a job gets (Hydra keeps its own hydra* ones)."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
 
 
 @pytest.mark.slow

@@ -43,9 +43,12 @@ def test_huge_learning_rate_diverges_and_names_the_step(tmp_path):
 
 
 def test_nan_guard_reports_the_exact_first_bad_step():
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
     class FakeTrainer:
         global_step = 0
         should_stop = False
+        strategy = SingleDeviceStrategy("cpu")  # one process: the losses come back as they are
 
     guard, trainer = NanGuard(check_every_n_steps=4), FakeTrainer()
     for step, loss in enumerate([3.0, 2.0, 1.5, 1.2, 1.1, float("inf"), float("nan"), 1.0]):

@@ -23,6 +23,11 @@ def run_cli() -> int:
 
     debug = os.environ.get("LIGHTDL_DEBUG") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, we word them ourselves
+    try:
+        sys.argv[1:] = torchrun_args(sys.argv[1:], os.environ)
+    except ConfigError as exc:
+        print(f"lightdl: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _app(cfg) -> dict:
@@ -51,3 +56,25 @@ def run_cli() -> int:
         )
         return EXIT_FAILED
     return sweep_table.exit_code
+
+
+def torchrun_args(args: list[str], env) -> list[str]:
+    """The command line as each rank of a torchrun launch runs it: every rank composes the same
+    run, so they share one run directory, named after the launch's run id unless hydra.run.dir is
+    given, and only rank 0 writes .hydra/ and app.log. A sweep (-m) is refused: torchrun starts
+    one run; `-m trainer=ddp` starts each job's ranks itself."""
+    if "TORCHELASTIC_RUN_ID" not in env:
+        return args
+    from lightdl.errors import ConfigError
+
+    if "-m" in args or "--multirun" in args:
+        raise ConfigError(
+            "torchrun starts the ranks of one run, not a sweep; for a sweep of DDP runs use "
+            "python -m lightdl -m trainer=ddp ... (lightdl starts each job's ranks)."
+        )
+    extra = []
+    if not any(arg.startswith("hydra.run.dir=") for arg in args):
+        extra.append(f"hydra.run.dir=${{paths.output_dir}}/torchrun/{env['TORCHELASTIC_RUN_ID']}")
+    if int(env.get("RANK", "0")) != 0:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return [*args, *extra]

@@ -59,14 +59,18 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             file=sys.stderr,
         )
     finally:
+        from lightdl.distributed import global_rank
         from lightdl.loggers import finish_loggers
 
+        writes = global_rank() == 0  # a rank started by torchrun or SLURM: rank 0 writes the run
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-        summary["versions"] = versions()
-        summary["git_commit"] = git_commit(hydra_cfg.runtime.cwd)
-        write_json(run_dir / "summary.json", summary)
-        finish_loggers(summary, run_dir)
-    _report(summary, run_dir)
+        if writes:
+            summary["versions"] = versions()
+            summary["git_commit"] = git_commit(hydra_cfg.runtime.cwd)
+            write_json(run_dir / "summary.json", summary)
+            finish_loggers(summary, run_dir)
+    if writes:
+        _report(summary, run_dir)
     if code and not multirun:
         raise SystemExit(code)
     return summary
@@ -96,14 +100,16 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
     from lightdl.validate import validate
 
     validate(cfg)  # a wrong value is answered before torch and Lightning load (~6 s here)
+    from lightdl.distributed import ranks
     from lightdl.search.pruning import search_trial
     from lightdl.train import train
 
     earlier = _resume_in_place(cfg, run_dir)
     try:
-        return train(
-            cfg, run_dir, group, search_trial(HydraConfig.get())
-        )  # search: a trial to report to
+        with ranks(cfg, run_dir):  # trainer=ddp: this process is rank 0 of the job's ranks
+            return train(
+                cfg, run_dir, group, search_trial(HydraConfig.get())
+            )  # search: a trial to report to
     finally:
         _prepend_metrics(run_dir / "metrics.csv", earlier)
 

@@ -16,6 +16,7 @@ QUIET = (  # Lightning loggers that print GPU/TPU availability and product tips 
     "lightning.pytorch.utilities.rank_zero",
     "lightning.pytorch.accelerators.cuda",
     "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.distributed",  # "Initializing distributed: GLOBAL_RANK: ..."
 )
 NOISE = (  # Lightning warnings that do not apply to lightdl's run directories and in-memory batches
     ".*does not have many workers.*",
@@ -101,8 +102,10 @@ def train(
         global_steps=trainer.global_step,
         trainable_params=count_params(net),
         fit_seconds=fit_seconds,
+        world_size=trainer.world_size,  # processes that trained (trainer=ddp: trainer.devices)
     )
-    result.update(_look_back(cfg, history.epochs, trainer.callbacks, run_dir, task))
+    if trainer.is_global_zero:  # the other DDP ranks write nothing
+        result.update(_look_back(cfg, history.epochs, trainer.callbacks, run_dir, task))
     return result
 
 

@@ -111,6 +111,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be {rule}, got {value!r}.")
     _check_steps_per_call(cfg)
     from lightdl.accelerate import check_accelerator
+    from lightdl.distributed import check as check_distributed
+
+    check_distributed(cfg)  # trainer=ddp: what it cannot be combined with
 
     check_accelerator(cfg)  # trainer=gpu without a CUDA GPU
 

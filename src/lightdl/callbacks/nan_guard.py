@@ -44,7 +44,10 @@ class NanGuard(L.Callback):
     def _check(self, trainer) -> None:
         if not self._window:
             return
-        losses = torch.cat(self._window).double().cpu()
+        losses = torch.cat(self._window).double()
+        # every DDP rank checks the same steps: the mean over ranks is non-finite where any rank's
+        # loss was, so all ranks stop together (a single process gets its losses back as they are)
+        losses = trainer.strategy.reduce(losses, reduce_op="mean").cpu()
         self._window, self._window_steps = [], 0
         finite = torch.isfinite(losses)
         if bool(finite.all()):

@@ -262,8 +262,21 @@ class InMemoryDataModule(L.LightningDataModule):
     def train_batches(self) -> TensorBatches:
         x, y = self.resident("train")
         return TensorBatches(
-            x, y, self.train_batch_size, shuffle=True, seed=self.split_seed, epoch_fn=self._epoch
+            x,
+            y,
+            self.train_batch_size,
+            shuffle=True,
+            seed=self.split_seed,
+            epoch_fn=self._epoch,
+            shard=self.shard(),
         )
+
+    def shard(self) -> tuple[int, int]:
+        """(rank, world size) of the training process: each DDP rank trains on its own slice of
+        every epoch (validation and test are scored whole on every rank, so their metrics are
+        exactly the single-process ones)."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def val_dataloader(self) -> TensorBatches:
         return TensorBatches(*self.resident("val"), self.eval_batch_size)

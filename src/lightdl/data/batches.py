@@ -17,6 +17,11 @@ class TensorBatches:
     not change its mean gradient, so copying the whole split each epoch would be wasted work.
     A trailing batch of one example joins the one before it (batch_size > 1): batch normalization
     cannot normalize a single example, and a lone example makes one step much noisier than the rest.
+
+    `shard=(rank, world)` (DDP) gives this rank every world-th example of each epoch's order,
+    starting at `rank`, after the order is padded by wrapping to a multiple of `world` (as
+    torch's DistributedSampler does): every rank gets as many batches, and the ranks' k-th
+    batches together are the k-th batch of world x batch_size that one process would take.
     """
 
     def __init__(
@@ -27,6 +32,7 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         epoch_fn: Callable[[], int] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
@@ -37,10 +43,15 @@ class TensorBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch_fn = epoch_fn
+        self.rank, self.world = shard
         self._epochs_started = 0
 
+    def _size(self) -> int:
+        """Examples this rank takes per epoch."""
+        return -(-len(self.x) // self.world)
+
     def _bounds(self) -> list[tuple[int, int]]:
-        n, bs = len(self.x), self.batch_size
+        n, bs = self._size(), self.batch_size
         bounds = [(start, min(start + bs, n)) for start in range(0, n, bs)]
         if bs > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
             bounds[-2:] = [(bounds[-2][0], n)]
@@ -51,17 +62,28 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.x), self.batch_size
-        if not self.shuffle or bs >= n:
+        if self.world == 1 and (not self.shuffle or bs >= n):
             for start, stop in self._bounds():
                 yield self.x[start:stop], self.y[start:stop]
             return
-        epoch = self.epoch_fn() if self.epoch_fn else self._epochs_started
-        self._epochs_started += 1
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=generator).to(self.x.device)
+        order = self._order(n)
         for start, stop in self._bounds():
             index = order[start:stop]
             yield self.x.index_select(0, index), self.y.index_select(0, index)
+
+    def _order(self, n: int) -> torch.Tensor:
+        """This epoch's example order (seeded by the epoch), and this rank's share of it."""
+        if self.shuffle:
+            epoch = self.epoch_fn() if self.epoch_fn else self._epochs_started
+            self._epochs_started += 1
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world > 1:
+            padded = self._size() * self.world
+            order = torch.cat([order, order[: padded - n]])[self.rank :: self.world]
+        return order.to(self.x.device)
 
 
 class Chunks:

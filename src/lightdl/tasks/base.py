@@ -163,8 +163,9 @@ class BaseTask(L.LightningModule):
         return batch_idx + 1 == self.trainer.num_training_batches and self._last_in_chunk
 
     def log_epoch(self, name: str, value: torch.Tensor | float) -> None:
-        """One value for the epoch (already reduced by the caller): no per-step logging cost."""
-        self.log(name, value, on_step=False, on_epoch=True, batch_size=1)
+        """One value for the epoch (already reduced by the caller): no per-step logging cost.
+        Under DDP it is the mean over the ranks (equal shares of the training split each)."""
+        self.log(name, value, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
 
     def log_lr(self) -> None:
         self.log_epoch("lr", self.trainer.optimizers[0].param_groups[0]["lr"])

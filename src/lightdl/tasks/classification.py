@@ -76,7 +76,9 @@ class ClassificationTask(BaseTask):
         loss = self.eval_loss_fn(logits, y)
         accuracy = getattr(self, f"{split}_acc")
         accuracy.update(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(
+            f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True
+        )
         self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True)
         return loss
 
@@ -118,8 +120,17 @@ class ClassificationTask(BaseTask):
             correct += (logits.argmax(dim=-1) == y).sum()
             loss += self.eval_loss_fn(logits, y) * len(y)
         n = len(self.probe_y)
-        self.log("train/eval_acc", correct / n, on_step=False, on_epoch=True, batch_size=1)
-        self.log("train/eval_loss", loss / n, on_step=False, on_epoch=True, batch_size=1)
+        self.log(
+            "train/eval_acc",
+            correct / n,
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
+            sync_dist=True,
+        )
+        self.log(
+            "train/eval_loss", loss / n, on_step=False, on_epoch=True, batch_size=1, sync_dist=True
+        )
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")

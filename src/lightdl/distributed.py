@@ -1,0 +1,169 @@
+"""Several processes for one run (trainer=ddp): who starts the ranks, and which rank this is.
+
+Lightning's own DDP launcher starts each new rank by running the command line again. Inside a
+Hydra multirun that command line is the whole sweep, so every rank would run the sweep again; it
+also leaves LOCAL_RANK set in the first process, so the sweep's next job would wait for ranks that
+never come. lightdl starts the ranks of each job itself instead (`ranks`): the job's own process
+is rank 0 and trains in place, and ranks 1..N-1 are `python -m lightdl.rank` processes given the
+job's resolved config and run directory. They write nothing but their own log, `ddp/rank<i>.log`.
+Ranks started from outside (torchrun, SLURM's srun) are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lightdl.errors import ConfigError
+
+RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # the global rank, by who set it
+LAUNCH_VARS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK")
+WAIT_SECONDS = 120  # for the other ranks to finish after rank 0 has
+
+
+def global_rank() -> int:
+    """This process's rank among all of the run's processes; 0 outside a distributed launch."""
+    for name in RANK_VARS:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def started_outside() -> bool:
+    """Were this run's ranks started by torchrun or SLURM (not by lightdl)?"""
+    return any(name in os.environ for name in ("LOCAL_RANK", "RANK")) or (
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    )
+
+
+def local_processes(cfg: DictConfig) -> int:
+    """Processes the trainer asks for on this machine: trainer.devices under a ddp strategy, else 1."""
+    trainer = cfg.get("trainer") or {}
+    if not str(trainer.get("strategy", "auto")).startswith("ddp"):
+        return 1
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, int):
+        return max(devices, 1)
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return len(devices)
+    return 1  # "auto" and the like: Lightning decides, one process on a CPU
+
+
+def check(cfg: DictConfig) -> None:
+    """Refuse what lightdl's DDP cannot do, in one sentence each (validate calls this)."""
+    trainer = cfg.get("trainer") or {}
+    strategy = str(trainer.get("strategy", "auto"))
+    if strategy.startswith("ddp_spawn") or strategy.startswith("ddp_fork"):
+        raise ConfigError(
+            f"trainer.strategy={strategy} is not supported: use trainer=ddp, which starts each "
+            "job's ranks itself (inside sweeps too) and keeps the run's summary in this process."
+        )
+    if local_processes(cfg) == 1:
+        return
+    steps = trainer.get("steps_per_call", 1)
+    if steps != 1:
+        raise ConfigError(
+            f"trainer.steps_per_call={steps} cannot be combined with trainer=ddp: DDP syncs "
+            "gradients once per Lightning call; set trainer.steps_per_call=1."
+        )
+    if int(trainer.get("num_nodes") or 1) > 1 and not started_outside():
+        raise ConfigError(
+            f"trainer.num_nodes={trainer.num_nodes} needs the ranks of every node started by "
+            "torchrun or SLURM (see the README's 'Several processes and machines'); lightdl "
+            "starts ranks on this machine only."
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
+    """Run the block as rank 0 of `trainer.devices` processes on this machine, starting the other
+    ranks first, when the config asks for DDP and nobody else started the ranks; else just run it.
+
+    The environment variables Lightning reads (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK,
+    LOCAL_RANK) and torch's thread count are this job's only: they are put back afterwards, and the
+    process group is destroyed, so the next job of a sweep starts clean.
+    """
+    n = local_processes(cfg)
+    if n == 1 or started_outside():
+        yield
+        return
+    import torch
+
+    from lightdl.threads import cores
+
+    folder = run_dir / "ddp"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "config.yaml"  # the job's resolved config: every rank trains the same
+    config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    threads = max(1, cores() // n)
+    launch = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": str(n),
+        "NODE_RANK": "0",
+        "LOCAL_RANK": "0",
+    }
+    saved = {name: os.environ.get(name) for name in (*LAUNCH_VARS, "OMP_NUM_THREADS")}
+    saved_threads = torch.get_num_threads()
+    os.environ.update(launch)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # Lightning then leaves torch's threads alone
+    torch.set_num_threads(threads)
+    children = [_start_rank(i, config_file, run_dir, folder) for i in range(1, n)]
+    try:
+        yield
+        _wait(children, folder)
+    finally:
+        for child, _ in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        torch.set_num_threads(saved_threads)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _start_rank(
+    rank: int, config_file: Path, run_dir: Path, folder: Path
+) -> tuple[subprocess.Popen, Path]:
+    log_path = folder / f"rank{rank}.log"
+    env = {**os.environ, "LOCAL_RANK": str(rank)}
+    with log_path.open("w") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "lightdl.rank", str(config_file), str(run_dir)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return child, log_path
+
+
+def _wait(children: list[tuple[subprocess.Popen, Path]], folder: Path) -> None:
+    """The other ranks end right after rank 0 (they ran the same steps); a rank that failed or
+    hangs fails the job, naming its log."""
+    for child, log_path in children:
+        try:
+            code = child.wait(timeout=WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"a DDP rank did not finish {WAIT_SECONDS} s after rank 0; see {log_path}"
+            ) from None
+        if code != 0:
+            raise RuntimeError(f"a DDP rank exited with code {code}; see {log_path}")
