@@ -125,9 +125,17 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.kind == "tokens":
             self._skip_preprocess()
         if self.preprocess is not None:
-            self.preprocess.fit(splits["train"][0])
-            splits = {k: (self.preprocess(x), y) for k, (x, y) in splits.items()}
+            self._preprocess(splits)
         self.splits = {k: (x.contiguous(), y.contiguous()) for k, (x, y) in splits.items()}
+
+    def _preprocess(self, splits: dict[str, Split]) -> None:
+        """Fit the preprocessing on the training inputs and apply it to every split; memory-mapped
+        inputs (data.mmap=true) fit on a sample and apply it as each batch is read."""
+        x = splits["train"][0]
+        lazy = getattr(x, "lazy", False)
+        self.preprocess.fit(x.fit_sample(self.split_seed + 5) if lazy else x)
+        for k, (x, y) in splits.items():
+            splits[k] = (x.transformed(self.preprocess) if lazy else self.preprocess(x), y)
 
     def _skip_preprocess(self) -> None:
         """Token ids are not preprocessed: the default (standardize) and none are passed over,
@@ -229,7 +237,8 @@ class InMemoryDataModule(L.LightningDataModule):
         x, y = self.splits["train"]
         n = min(len(self.splits["val"][1]), len(x), limit)
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed + 3))
-        return x[pick[:n]], y[pick[:n]]
+        x = x[pick[:n]]
+        return x.read() if getattr(x, "lazy", False) else x, y[pick[:n]]
 
     def example_input(self, n: int = 2) -> torch.Tensor:
         self.setup()
@@ -248,7 +257,7 @@ class InMemoryDataModule(L.LightningDataModule):
         x, y = self.splits[split]
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else x.device
-        if x.device != device:
+        if x.device != device and not getattr(x, "lazy", False):  # mapped rows: batch by batch
             x, y = x.to(device), y.to(device)
             self.splits[split] = (x, y)
         return x, y
