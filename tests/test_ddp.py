@@ -63,6 +63,8 @@ def composed(*overrides: str):
         (["trainer=ddp", "trainer.steps_per_call=4"], "trainer.steps_per_call=4 cannot"),
         (["trainer=ddp", "trainer.num_nodes=2"], "torchrun or SLURM"),
         (["trainer.strategy=ddp_spawn", "trainer.devices=2"], "use trainer=ddp"),
+        (["trainer=ddp", "trainer.devices=auto"], "how many processes to start"),
+        (["trainer.strategy=fsdp", "trainer.devices=2"], "use trainer=ddp"),
     ],
 )
 def test_what_ddp_cannot_do_is_refused_in_one_sentence(overrides, words):
@@ -80,6 +82,52 @@ def test_torchrun_ranks_share_one_run_directory_and_only_rank_0_writes_hydra_fil
     with pytest.raises(ConfigError, match="not a sweep"):
         torchrun_args(["-m", "trainer=ddp"], env)
     assert torchrun_args(["-m"], {}) == ["-m"]  # not under torchrun: untouched
+    with pytest.raises(ConfigError, match="no run id"):  # torchrun without --standalone/--rdzv-id
+        torchrun_args(["trainer=ddp"], {"TORCHELASTIC_RUN_ID": "none", "RANK": "0"})
+    assert torchrun_args(["hydra.run.dir=x"], {"TORCHELASTIC_RUN_ID": "none"}) == [
+        "hydra.run.dir=x"
+    ]
+
+
+def test_the_linear_scaling_rule_counts_the_global_batch(tmp_path):
+    from conftest import make_cfg
+
+    from lightdl import build
+
+    scaled = ["data.scale_lr_with_batch=true", "data.batch_size=32"]
+    one = build.build_datamodule(make_cfg(tmp_path, *scaled))
+    two = build.build_datamodule(make_cfg(tmp_path, *scaled, "trainer=ddp"))
+    assert (one.lr_scale, two.lr_scale) == (0.25, 0.5)  # 32 / 128 and 2 x 32 / 128
+
+
+def test_a_gan_is_refused_under_ddp_before_training(tmp_path):
+    from conftest import make_cfg
+
+    from lightdl.train import assemble
+
+    with pytest.raises(ConfigError, match="steps its optimizers by hand"):
+        assemble(make_cfg(tmp_path, "model=gan", "trainer=ddp"))
+
+
+def test_nan_guard_stops_when_another_rank_diverges():
+    """Rank 0's own losses stay finite; the mean over the ranks carries rank 1's NaN."""
+    from lightdl.callbacks.nan_guard import NanGuard
+
+    other_rank = torch.tensor([1.0, 1.0, float("nan"), 1.0], dtype=torch.float64)
+
+    class TwoRanks:
+        def reduce(self, losses, reduce_op):
+            assert reduce_op == "mean"
+            return (losses + other_rank[: len(losses)]) / 2
+
+    class FakeTrainer:
+        global_step, should_stop, strategy = 0, False, TwoRanks()
+
+    guard, trainer = NanGuard(check_every_n_steps=4), FakeTrainer()
+    for step in range(4):
+        trainer.global_step = step + 1
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(2.0)}, None, step)
+    assert trainer.should_stop and guard.diverged["step"] == 2
 
 
 def test_two_process_ddp_reaches_the_single_process_accuracy(tmp_path):
@@ -98,11 +146,21 @@ def test_two_process_ddp_reaches_the_single_process_accuracy(tmp_path):
     assert one["metrics"]["test/acc"] > 0.85  # it learned: the comparison is not of two failures
     run_dir = Path(two["run_dir"])
     assert (run_dir / "ddp" / "rank1.log").is_file()  # the other rank ran, and wrote only its log
+    assert (run_dir / "ddp" / "hydra.yaml").is_file()  # its group choices, as rank 0 has them
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    # eval of a DDP-trained run re-tests it in one process: the same test/acc, no ranks started
+    again = run_cli("mode=eval", f"ckpt_path={run_dir}", cwd=tmp_path / "two")
+    assert again.returncode == 0, again.stderr[-2000:]
+    evaluated = json.loads(next((tmp_path / "two").rglob("eval.json")).read_text())
+    assert evaluated["metrics"]["test/acc"] == two["metrics"]["test/acc"]
+    assert not list((tmp_path / "two").rglob("train_ddp_process_*"))  # Lightning's own launcher
 
 
 def test_a_ddp_sweep_runs_each_job_once_in_its_own_directory(tmp_path):
+    """Run inside a one-task SLURM allocation's variables, which Lightning would otherwise read
+    the ranks from (every process rank 0)."""
     sweep = tmp_path / "sweep"
+    slurm = {"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "study"}
     done = run_cli(
         "-m",
         *QUIET,
@@ -111,6 +169,7 @@ def test_a_ddp_sweep_runs_each_job_once_in_its_own_directory(tmp_path):
         "optimizer=sgd,adam",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        env=slurm,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -149,3 +208,24 @@ def test_a_diverging_ddp_run_stops_on_every_rank_at_the_single_process_step(tmp_
     assert single.returncode == ddp.returncode == 3, ddp.stderr[-2000:]
     (one,), (two,) = summaries(tmp_path / "one"), summaries(tmp_path / "two")
     assert two["status"] == "diverged" and two["reason"] == one["reason"]
+
+
+def test_a_rank_that_dies_before_training_is_reported_at_once(tmp_path, monkeypatch):
+    """Without the ready handshake rank 0 would wait at the rendezvous for its 30-minute timeout."""
+    import os
+
+    from conftest import make_cfg
+
+    from lightdl import distributed
+
+    def failing_rank(rank, config_file, run_dir, folder):
+        log = folder / f"rank{rank}.log"
+        return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"]), log
+
+    monkeypatch.setattr(distributed, "_start_rank", failing_rank)
+    before = dict(os.environ)
+    with pytest.raises(RuntimeError, match=r"exited with code 3 before training; see .*rank1\.log"):
+        with distributed.ranks(make_cfg(tmp_path, "trainer=ddp"), tmp_path):
+            assert os.environ["WORLD_SIZE"] == "2" and os.environ["LOCAL_RANK"] == "0"
+            distributed.ready()
+    assert dict(os.environ) == before  # the job's DDP variables are gone again

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_cfg, run_cli
 from sklearn.datasets import load_digits
 
@@ -125,3 +126,34 @@ def test_the_cli_trains_on_a_mapped_file_and_answers_a_missing_one(tmp_path):
     assert missing.stderr.strip().splitlines()[-1] == (
         "lightdl: error: nowhere.npy: no such .npy file."
     )
+
+
+def test_fortran_ordered_files_are_refused_when_mapped(tmp_path):
+    np.save(tmp_path / "x.npy", np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 1]))
+    paths = str(tmp_path / "x.npy"), str(tmp_path / "y.npy")
+    with pytest.raises(DataError, match="Fortran"):
+        arrays.NpyArrays(*paths, test_size=1, mmap=True)
+    in_memory = arrays.NpyArrays(*paths, test_size=1, mmap=False)  # loaded whole: any order is fine
+    assert in_memory.arrays["train"][0][1].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_rows_come_back_whole_when_the_os_returns_short_reads(tmp_path, monkeypatch):
+    """One read returns at most ~2 GiB on Linux; the reader keeps reading until the rows are in."""
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(10) % 2)
+    real = arrays.os.preadv
+    monkeypatch.setattr(arrays.os, "preadv", lambda fd, bufs, pos: real(fd, [bufs[0][:6]], pos))
+    data = arrays.NpyArrays(
+        str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), test_size=1, mmap=True
+    )
+    rows = data._tensor(data.arrays["train"][0])
+    assert rows.index_select(0, torch.tensor([7, 2, 3])).tolist() == x[[7, 2, 3]].tolist()
+    assert rows[9].tolist() == x[9].tolist()
+
+
+def test_an_autoencoder_trains_on_mapped_inputs(tmp_path):
+    cfg = make_cfg(tmp_path, *npy_overrides(tmp_path, "data.mmap=true"), "model=autoencoder")
+    cfg.preprocess = None  # pixels in [0, 1]: the binary cross-entropy reconstruction needs them
+    assert train(cfg, tmp_path / "run")["status"] == "completed"

@@ -73,8 +73,14 @@ def torchrun_args(args: list[str], env) -> list[str]:
             "python -m lightdl -m trainer=ddp ... (lightdl starts each job's ranks)."
         )
     extra = []
+    run_id = env["TORCHELASTIC_RUN_ID"]
     if not any(arg.startswith("hydra.run.dir=") for arg in args):
-        extra.append(f"hydra.run.dir=${{paths.output_dir}}/torchrun/{env['TORCHELASTIC_RUN_ID']}")
+        if run_id in ("", "none"):  # no --standalone and no --rdzv-id: nothing names the launch
+            raise ConfigError(
+                "this torchrun launch has no run id (--rdzv-id) to name its run directory; give "
+                "hydra.run.dir=<a directory every rank can reach> (or use --standalone)."
+            )
+        extra.append(f"hydra.run.dir=${{paths.output_dir}}/torchrun/{run_id}")
     if int(env.get("RANK", "0")) != 0:
         extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
     return [*args, *extra]

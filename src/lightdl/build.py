@@ -56,8 +56,11 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
         datamodule.setup("fit")
         return datamodule
 
+    from lightdl.distributed import world_size
+
     datamodule = reuse.datamodule(cfg, fresh)
     datamodule.steps_per_call = steps_per_call(cfg)
+    datamodule.processes = world_size(cfg)  # trainer=ddp: the global batch for lr_scale
     return datamodule
 
 
@@ -279,6 +282,13 @@ def build_task(cfg: DictConfig, net, data, regularizers: list[Regularizer]) -> L
         probe = data.train_probe(size) if size and hasattr(data, "train_probe") else None
         task = task_cls(**common, num_classes=spec.num_classes, train_probe=probe)
     task.set_steps_per_call(steps_per_call(cfg))
+    from lightdl.distributed import world_size
+
+    if world_size(cfg) > 1 and not task.automatic_optimization:
+        raise ConfigError(
+            f"model={chosen('model') or type(net).__name__} steps its optimizers by hand and leaves some "
+            "parameters unused in each step, which DDP refuses; train it with one process."
+        )
     return task
 
 

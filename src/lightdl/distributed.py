@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from lightdl.errors import ConfigError
 RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # the global rank, by who set it
 LAUNCH_VARS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK")
 WAIT_SECONDS = 120  # for the other ranks to finish after rank 0 has
+READY_VAR = "LIGHTDL_DDP_READY"  # the folder where the ranks lightdl started say they are ready
+_children: list[tuple[subprocess.Popen, Path]] = []  # the ranks this process started for its job
 
 
 def global_rank() -> int:
@@ -43,27 +46,67 @@ def started_outside() -> bool:
     )
 
 
+def _strategy(cfg: DictConfig) -> object:
+    return (cfg.get("trainer") or {}).get("strategy", "auto")
+
+
 def local_processes(cfg: DictConfig) -> int:
-    """Processes the trainer asks for on this machine: trainer.devices under a ddp strategy, else 1."""
+    """Processes the trainer asks for on this machine: trainer.devices under a ddp strategy, else 1
+    (check() refuses the device settings this cannot count)."""
     trainer = cfg.get("trainer") or {}
-    if not str(trainer.get("strategy", "auto")).startswith("ddp"):
+    if not str(_strategy(cfg)).startswith("ddp"):
         return 1
     devices = trainer.get("devices", 1)
-    if isinstance(devices, int):
+    if isinstance(devices, int) and not isinstance(devices, bool):
         return max(devices, 1)
     if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
         return len(devices)
-    return 1  # "auto" and the like: Lightning decides, one process on a CPU
+    return len([d for d in str(devices).split(",") if d.strip()])  # "0,1": GPU ids
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes of the whole run: local processes x trainer.num_nodes."""
+    return local_processes(cfg) * int((cfg.get("trainer") or {}).get("num_nodes") or 1)
+
+
+def one_process(cfg: DictConfig) -> DictConfig:
+    """`cfg` with the trainer on one process (eval and tune=lr_find of a DDP-trained run)."""
+    single = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    single.trainer.update(strategy="auto", devices=1, num_nodes=1)
+    return single
 
 
 def check(cfg: DictConfig) -> None:
     """Refuse what lightdl's DDP cannot do, in one sentence each (validate calls this)."""
     trainer = cfg.get("trainer") or {}
-    strategy = str(trainer.get("strategy", "auto"))
-    if strategy.startswith("ddp_spawn") or strategy.startswith("ddp_fork"):
+    strategy = _strategy(cfg)
+    devices = trainer.get("devices", 1)
+    if not isinstance(strategy, str):
+        if devices != 1:
+            raise ConfigError(
+                "trainer.strategy as an object is not supported with several devices; use "
+                "trainer=ddp (trainer.strategy=ddp), whose ranks lightdl starts itself."
+            )
+        return
+    if strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
         raise ConfigError(
             f"trainer.strategy={strategy} is not supported: use trainer=ddp, which starts each "
             "job's ranks itself (inside sweeps too) and keeps the run's summary in this process."
+        )
+    if not strategy.startswith("ddp"):
+        if strategy != "auto" and devices != 1:
+            raise ConfigError(
+                f"trainer.strategy={strategy} with several devices is not supported; use "
+                "trainer=ddp (DistributedDataParallel)."
+            )
+        return
+    countable = (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1) or (
+        isinstance(devices, str) and all(d.strip().isdigit() for d in devices.split(",") if d)
+    )
+    if not (countable or OmegaConf.is_list(devices)):
+        raise ConfigError(
+            f"trainer.devices={devices!r} under trainer=ddp must say how many processes to "
+            "start: an integer >= 1 or a list of GPU ids."
         )
     if local_processes(cfg) == 1:
         return
@@ -108,6 +151,7 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     config_file = folder / "config.yaml"  # the job's resolved config: every rank trains the same
     config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    _save_hydra(folder / "hydra.yaml")  # the group choices callbacks look up (paths.chosen)
     threads = max(1, cores() // n)
     launch = {
         "MASTER_ADDR": "127.0.0.1",
@@ -116,16 +160,25 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
         "NODE_RANK": "0",
         "LOCAL_RANK": "0",
     }
-    saved = {name: os.environ.get(name) for name in (*LAUNCH_VARS, "OMP_NUM_THREADS")}
+    # a one-task SLURM job: Lightning would read the ranks from SLURM's variables, not ours
+    slurm = [name for name in os.environ if name.startswith("SLURM_")]
+    own = (*LAUNCH_VARS, "OMP_NUM_THREADS", READY_VAR, *slurm)
+    saved = {name: os.environ.get(name) for name in own}
     saved_threads = torch.get_num_threads()
-    os.environ.update(launch)
+    for name in slurm:
+        del os.environ[name]
+    for stale in folder.glob("*.ready"):  # a run resumed in place (ckpt_path=last)
+        stale.unlink()
+    os.environ.update(launch, **{READY_VAR: str(folder)})
     os.environ["OMP_NUM_THREADS"] = str(threads)  # Lightning then leaves torch's threads alone
     torch.set_num_threads(threads)
     children = [_start_rank(i, config_file, run_dir, folder) for i in range(1, n)]
+    _children[:] = children
     try:
         yield
         _wait(children, folder)
     finally:
+        _children.clear()
         for child, _ in children:
             if child.poll() is None:
                 child.kill()
@@ -138,6 +191,50 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
         torch.set_num_threads(saved_threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def ready() -> None:
+    """Called by train right before fit, where the process group forms. A rank lightdl started
+    says it got there; rank 0 waits until every such rank has, so a rank that failed while
+    building is reported at once, not after the rendezvous' 30-minute timeout."""
+    folder = os.environ.get(READY_VAR)
+    if folder is None:
+        return
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if rank != 0:
+        (Path(folder) / f"rank{rank}.ready").touch()
+        return
+    while pending := [(c, log) for c, log in _children if not log.with_suffix(".ready").exists()]:
+        for child, log_path in pending:
+            code = child.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"a DDP rank exited with code {code} before training; see {log_path}"
+                )
+        time.sleep(0.05)
+
+
+def _save_hydra(path: Path) -> None:
+    """The parts of the job's Hydra node that lightdl reads (group choices, overrides, mode)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        node = HydraConfig.get()
+        kept = {
+            "mode": node.mode.name if node.mode is not None else None,
+            "runtime": {"choices": node.runtime.choices, "output_dir": node.runtime.output_dir},
+            "overrides": {"task": node.overrides.task},
+        }
+        path.write_text(OmegaConf.to_yaml(OmegaConf.create(kept)))
+
+
+def load_hydra(path: Path) -> None:
+    """Make the job's Hydra node (as _save_hydra kept it) this rank's HydraConfig."""
+    from hydra.conf import HydraConf
+    from hydra.core.hydra_config import HydraConfig
+
+    node = OmegaConf.merge(OmegaConf.structured(HydraConf), OmegaConf.load(path))
+    HydraConfig.instance().set_config(OmegaConf.create({"hydra": node}))
 
 
 def _start_rank(

@@ -29,8 +29,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None)
     saved, checkpoint, applied = saved_run(cfg, overrides)
     datamodule, task, regularizers = rebuild(saved, checkpoint)
     from lightdl import build
+    from lightdl.distributed import one_process
 
-    trainer = build.build_trainer(saved, [], [], regularizers, run_dir)
+    trainer = build.build_trainer(one_process(saved), [], [], regularizers, run_dir)
     trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     for name in sorted(metrics):

@@ -100,18 +100,23 @@ def _run_mode(cfg: DictConfig, run_dir: Path, group: str | None) -> dict[str, An
     from lightdl.validate import validate
 
     validate(cfg)  # a wrong value is answered before torch and Lightning load (~6 s here)
-    from lightdl.distributed import ranks
+    from lightdl.distributed import global_rank, ranks, world_size
     from lightdl.search.pruning import search_trial
     from lightdl.train import train
 
+    trial = search_trial(HydraConfig.get())  # hparams_search: a trial to report to
+    if trial is not None and world_size(cfg) > 1:
+        raise ConfigError(
+            "hparams_search prunes a trial from one process and cannot stop the other DDP ranks; "
+            "search with one process per trial (drop trainer=ddp)."
+        )
     earlier = _resume_in_place(cfg, run_dir)
     try:
         with ranks(cfg, run_dir):  # trainer=ddp: this process is rank 0 of the job's ranks
-            return train(
-                cfg, run_dir, group, search_trial(HydraConfig.get())
-            )  # search: a trial to report to
+            return train(cfg, run_dir, group, trial)
     finally:
-        _prepend_metrics(run_dir / "metrics.csv", earlier)
+        if global_rank() == 0:  # torchrun's other ranks leave metrics.csv to rank 0
+            _prepend_metrics(run_dir / "metrics.csv", earlier)
 
 
 def _resume_in_place(cfg: DictConfig, run_dir: Path) -> str:

@@ -18,6 +18,11 @@ def main(argv: list[str]) -> int:
     from lightdl.train import train
 
     config_file, run_dir = argv
+    hydra_file = Path(config_file).with_name("hydra.yaml")
+    if hydra_file.is_file():  # the job's Hydra node: group choices (paths.chosen) as in rank 0
+        from lightdl.distributed import load_hydra
+
+        load_hydra(hydra_file)
     train(OmegaConf.load(config_file), Path(run_dir))
     return 0
 

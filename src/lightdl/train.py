@@ -42,7 +42,7 @@ def train(
     validate(cfg)
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from lightdl import build
+    from lightdl import build, distributed
     from lightdl.callbacks.history import History
     from lightdl.callbacks.nan_guard import NanGuard
     from lightdl.loggers import build_loggers
@@ -70,6 +70,7 @@ def train(
         regularizers,
         run_dir,
     )
+    distributed.ready()  # trainer=ddp: every rank lightdl started has got this far
     fit_started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_path(cfg.ckpt_path))
     fit_seconds = round(time.perf_counter() - fit_started, 3)

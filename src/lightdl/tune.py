@@ -59,7 +59,9 @@ def lr_find(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with open_dict(cfg):  # the test's step budget decides how long it runs (and what step-count
         cfg.trainer.max_epochs = -1  # schedulers such as onecycle see as the run's length)
         cfg.trainer.max_steps = settings["num_training"]
-    trainer = build.build_trainer(cfg, [], [], regularizers, run_dir)
+    from lightdl.distributed import one_process
+
+    trainer = build.build_trainer(one_process(cfg), [], [], regularizers, run_dir)  # not DDP
     finder = Tuner(trainer).lr_find(task, datamodule=datamodule, update_attr=False, **settings)
     lrs, losses = finder.results["lr"], finder.results["loss"]
     suggested = finder.suggestion()

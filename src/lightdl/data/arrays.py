@@ -37,17 +37,21 @@ class _Mapping:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The given rows (sorted ascending) as a new array; runs of consecutive rows are one read."""
         block = np.empty((len(rows), *self.array.shape[1:]), dtype=self.array.dtype)
-        flat = block.reshape(len(rows), -1).view(np.uint8)
+        flat = memoryview(block.reshape(-1).view(np.uint8))
         start = 0
         for stop in [*(np.flatnonzero(np.diff(rows) != 1) + 1).tolist(), len(rows)]:
-            want = (stop - start) * self.row_bytes
-            got = os.preadv(
-                self.fd, [flat[start:stop]], self.offset + int(rows[start]) * self.row_bytes
-            )
-            if got != want:
-                raise DataError(f"{self.array.filename} ended early: it is truncated.")
+            self._fill(flat[start * self.row_bytes : stop * self.row_bytes], int(rows[start]))
             start = stop
         return block
+
+    def _fill(self, buffer: memoryview, row: int) -> None:
+        """Read consecutive rows from `row` on into `buffer`; one read returns at most ~2 GiB."""
+        position, done = self.offset + row * self.row_bytes, 0
+        while done < len(buffer):
+            got = os.preadv(self.fd, [buffer[done:]], position + done)
+            if got == 0:
+                raise DataError(f"{self.array.filename} ended early: it is truncated.")
+            done += got
 
 
 class MappedRows:
@@ -76,6 +80,8 @@ class MappedRows:
     def __getitem__(self, key) -> MappedRows | torch.Tensor:
         if isinstance(key, slice):
             return self.index_select(0, torch.arange(len(self))[key])
+        if isinstance(key, int):
+            return self.index_select(0, torch.tensor([key]))[0]
         key = torch.as_tensor(key)
         if key.dtype == torch.bool:
             key = key.nonzero().squeeze(1)
@@ -172,6 +178,11 @@ class NpyArrays(InMemoryDataModule):
 
     def _inputs(self, path: str) -> np.ndarray:
         array = self._read(path, self.mmap)
+        if self.mmap and array.ndim > 1 and not array.flags.c_contiguous:
+            raise DataError(
+                f"{path} is stored in Fortran (column) order, so its rows are not contiguous in "
+                "the file; save it with np.save(path, np.ascontiguousarray(x)) or use data.mmap=false."
+            )
         if array.ndim not in (2, 4) or not np.issubdtype(array.dtype, np.number):
             raise DataError(
                 f"{path}: inputs must be numbers shaped (N, D) or (N, C, H, W), got "

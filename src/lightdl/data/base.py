@@ -28,13 +28,14 @@ class InMemoryDataModule(L.LightningDataModule):
     images with label NO_LABEL (-1), for models that learn from unlabelled images (model=sgan).
     label_noise: the fraction of training labels replaced by a
     different random class, chosen with `split_seed`; val and test labels stay clean.
-    scale_lr_with_batch: `lr_scale` becomes train batch size / lr_reference_batch (the linear
-    scaling rule), a factor for optimizer.lr, at most max_lr_scale when set; otherwise it is 1.0.
+    scale_lr_with_batch: `lr_scale` becomes the global batch size (train batch size x DDP
+    processes) / lr_reference_batch (the linear scaling rule), a factor for optimizer.lr, at most max_lr_scale when set; otherwise it is 1.0.
     """
 
     num_classes: int
     kind: str
     steps_per_call = 1  # trainer.steps_per_call: batches per training_step call
+    processes = 1  # trainer=ddp: processes training together (each takes train_batch_size)
 
     def __init__(
         self,
@@ -217,7 +218,7 @@ class InMemoryDataModule(L.LightningDataModule):
         """Factor for optimizer.lr: train batch size / lr_reference_batch, or 1.0 when scaling is off."""
         if not self.scale_lr_with_batch:
             return 1.0
-        scale = self.train_batch_size / self.lr_reference_batch
+        scale = self.train_batch_size * self.processes / self.lr_reference_batch  # global batch
         return scale if self.max_lr_scale is None else min(scale, self.max_lr_scale)
 
     @property

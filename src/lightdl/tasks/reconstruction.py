@@ -65,6 +65,8 @@ class ReconstructionTask(SummedEvalTask):
         preprocess = cfg.preprocess._target_.rsplit(".", 1)[-1] if cfg.get("preprocess") else None
         if splits and "train" in splits:
             x = splits["train"][0]
+            if getattr(x, "lazy", False):  # data.mmap=true: judged on a sample of the file
+                x = x[torch.arange(min(len(x), 10_000))].read()
             low, high = x.min().item(), x.max().item()  # once, before training
             bad = low < 0.0 or high > 1.0
         else:  # only a spec: judge by the preprocessing alone

@@ -75,7 +75,8 @@ class SemiSupervisedGANTask(AdversarialTask):
             )
         x, y = datamodule.resident("train")
         keep = y != NO_LABEL
-        self.labelled = (x[keep], y[keep])
+        x = x[keep]
+        self.labelled = (x.read() if getattr(x, "lazy", False) else x, y[keep])  # data.mmap=true
         if not len(self.labelled[1]):
             raise ConfigError("model=sgan found no labelled training examples (all labels are -1).")
 
