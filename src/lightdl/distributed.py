@@ -61,7 +61,10 @@ def local_processes(cfg: DictConfig) -> int:
         return max(devices, 1)
     if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
         return len(devices)
-    return len([d for d in str(devices).split(",") if d.strip()])  # "0,1": GPU ids
+    text = str(devices).strip()
+    if "," not in text and text.isdigit():  # "2": Lightning reads a count
+        return max(int(text), 1)
+    return len([d for d in text.split(",") if d.strip()])  # "0,1" or "1,": GPU ids
 
 
 def world_size(cfg: DictConfig) -> int:
