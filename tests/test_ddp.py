@@ -146,7 +146,7 @@ def test_two_process_ddp_reaches_the_single_process_accuracy(tmp_path):
     assert one["metrics"]["test/acc"] > 0.85  # it learned: the comparison is not of two failures
     run_dir = Path(two["run_dir"])
     assert (run_dir / "ddp" / "rank1.log").is_file()  # the other rank ran, and wrote only its log
-    assert (run_dir / "ddp" / "hydra.yaml").is_file()  # its group choices, as rank 0 has them
+    assert sorted(p.name for p in (run_dir / "ddp").iterdir()) == ["rank1.log", "rank1.ready"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     # eval of a DDP-trained run re-tests it in one process: the same test/acc, no ranks started
     again = run_cli("mode=eval", f"ckpt_path={run_dir}", cwd=tmp_path / "two")
@@ -218,7 +218,7 @@ def test_a_rank_that_dies_before_training_is_reported_at_once(tmp_path, monkeypa
 
     from lightdl import distributed
 
-    def failing_rank(rank, config_file, run_dir, folder):
+    def failing_rank(rank, handed, run_dir, folder):
         log = folder / f"rank{rank}.log"
         return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"]), log
 

@@ -152,9 +152,12 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
 
     folder = run_dir / "ddp"
     folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / "config.yaml"  # the job's resolved config: every rank trains the same
-    config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    _save_hydra(folder / "hydra.yaml")  # the group choices callbacks look up (paths.chosen)
+    # the job's resolved config (every rank trains the same) and the group choices callbacks look
+    # up (paths.chosen), handed over on each rank's stdin: nothing resolved (an ${oc.env:...}
+    # secret) is written to disk
+    handed = OmegaConf.to_yaml(
+        OmegaConf.create({"config": OmegaConf.to_container(cfg, resolve=True), "hydra": _hydra()})
+    )
     threads = max(1, cores() // n)
     launch = {
         "MASTER_ADDR": "127.0.0.1",
@@ -175,7 +178,7 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
     os.environ.update(launch, **{READY_VAR: str(folder)})
     os.environ["OMP_NUM_THREADS"] = str(threads)  # Lightning then leaves torch's threads alone
     torch.set_num_threads(threads)
-    children = [_start_rank(i, config_file, run_dir, folder) for i in range(1, n)]
+    children = [_start_rank(i, handed, run_dir, folder) for i in range(1, n)]
     _children[:] = children
     try:
         yield
@@ -217,41 +220,51 @@ def ready() -> None:
         time.sleep(0.05)
 
 
-def _save_hydra(path: Path) -> None:
+def _hydra() -> dict | None:
     """The parts of the job's Hydra node that lightdl reads (group choices, overrides, mode)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if HydraConfig.initialized():
-        node = HydraConfig.get()
-        kept = {
-            "mode": node.mode.name if node.mode is not None else None,
-            "runtime": {"choices": node.runtime.choices, "output_dir": node.runtime.output_dir},
-            "overrides": {"task": node.overrides.task},
-        }
-        path.write_text(OmegaConf.to_yaml(OmegaConf.create(kept)))
+    if not HydraConfig.initialized():
+        return None
+    node = HydraConfig.get()
+    return {
+        "mode": node.mode.name if node.mode is not None else None,
+        "runtime": {
+            "choices": OmegaConf.to_container(node.runtime.choices),
+            "output_dir": node.runtime.output_dir,
+        },
+        "overrides": {"task": list(node.overrides.task)},
+    }
 
 
-def load_hydra(path: Path) -> None:
-    """Make the job's Hydra node (as _save_hydra kept it) this rank's HydraConfig."""
+def load_hydra(kept: DictConfig) -> None:
+    """Make the job's Hydra node (as _hydra kept it) this rank's HydraConfig."""
     from hydra.conf import HydraConf
     from hydra.core.hydra_config import HydraConfig
 
-    node = OmegaConf.merge(OmegaConf.structured(HydraConf), OmegaConf.load(path))
+    node = OmegaConf.merge(OmegaConf.structured(HydraConf), kept)
     HydraConfig.instance().set_config(OmegaConf.create({"hydra": node}))
 
 
 def _start_rank(
-    rank: int, config_file: Path, run_dir: Path, folder: Path
+    rank: int, handed: str, run_dir: Path, folder: Path
 ) -> tuple[subprocess.Popen, Path]:
     log_path = folder / f"rank{rank}.log"
     env = {**os.environ, "LOCAL_RANK": str(rank)}
     with log_path.open("w") as log_file:
         child = subprocess.Popen(
-            [sys.executable, "-m", "lightdl.rank", str(config_file), str(run_dir)],
+            [sys.executable, "-m", "lightdl.rank", str(run_dir)],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            text=True,
         )
+    try:
+        child.stdin.write(handed)
+        child.stdin.close()
+    except BrokenPipeError:  # it died at once; ready() reports its exit code and log
+        pass
     return child, log_path
 
 
