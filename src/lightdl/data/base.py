@@ -249,6 +249,12 @@ class InMemoryDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer.current_epoch if trainer is not None else 0
 
+    def _batches_done(self) -> int:
+        """Training batches (chunks under steps_per_call) of this epoch whose step is done: what a
+        checkpoint saved now has trained (Lightning counts a batch processed after its step)."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
     def resident(self, split: str) -> Split:
         """The split's tensors on the trainer's device, moved there once and kept there.
 
@@ -279,6 +285,7 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.split_seed,
             epoch_fn=self._epoch,
             shard=self.shard(),
+            done_fn=self._batches_done,
         )
 
     def shard(self) -> tuple[int, int]:

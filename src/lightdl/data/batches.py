@@ -33,6 +33,7 @@ class TensorBatches:
         seed: int = 0,
         epoch_fn: Callable[[], int] | None = None,
         shard: tuple[int, int] = (0, 1),
+        done_fn: Callable[[], int] | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
@@ -44,7 +45,25 @@ class TensorBatches:
         self.seed = seed
         self.epoch_fn = epoch_fn
         self.rank, self.world = shard
+        self.done_fn = done_fn  # batches of this epoch trained so far (the trainer's count)
         self._epochs_started = 0
+        self._resume: dict | None = None  # from a mid-epoch checkpoint: where the epoch stopped
+
+    def state_dict(self) -> dict:
+        """Where training is in this epoch, saved in each checkpoint (Lightning calls it for any
+        iterable that has it): a resumed run then continues mid-epoch with the very next batch."""
+        epoch = self.epoch_fn() if self.epoch_fn else self._epochs_started
+        return {"epoch": epoch, "done": self.done_fn() if self.done_fn else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)
+
+    def _skipped(self) -> int:
+        """Batches to skip at the start of this iteration: those a resumed epoch already trained."""
+        resume, self._resume = self._resume, None
+        if resume is None or self.epoch_fn is None or resume["epoch"] != self.epoch_fn():
+            return 0
+        return resume["done"]
 
     def _size(self) -> int:
         """Examples this rank takes per epoch."""
@@ -62,12 +81,13 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.x), self.batch_size
+        skip = self._skipped()
         if self.world == 1 and (not self.shuffle or bs >= n):
-            for start, stop in self._bounds():
+            for start, stop in self._bounds()[skip:]:
                 yield self.x[start:stop], self.y[start:stop]
             return
         order = self._order(n)
-        for start, stop in self._bounds():
+        for start, stop in self._bounds()[skip:]:
             index = order[start:stop]
             yield self.x.index_select(0, index), self.y.index_select(0, index)
 
@@ -95,6 +115,14 @@ class Chunks:
 
     def __len__(self) -> int:
         return -(-len(self.batches) // self.size)
+
+    def state_dict(self) -> dict:
+        """The inner batches' state, counted in batches (done chunks x size)."""
+        state = self.batches.state_dict()
+        return {**state, "done": state["done"] * self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
     def __iter__(self) -> Iterator[list]:
         chunk: list = []

@@ -82,6 +82,19 @@ class BaseTask(L.LightningModule):
         self.steps_per_call = steps
         self.automatic_optimization = False
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints carry the random generators' states (lightdl.rng), for an exact resume."""
+        from lightdl import rng
+
+        checkpoint["rng_states"] = rng.capture()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if "rng_states" in checkpoint and fitting:  # resuming training, not re-testing
+            from lightdl import rng
+
+            rng.restore(checkpoint["rng_states"])
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         if self.steps_per_call == 1:
             return self.train_step(batch, batch_idx)
