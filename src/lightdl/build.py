@@ -362,6 +362,10 @@ def build_trainer(
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks = [*callbacks, progress_bar()]
     trainer_cfg, speed = lightning_trainer(cfg)  # without lightdl's own trainer keys
+    if not trainer_cfg.trainer.get("plugins"):  # checkpoints renamed into place, never half-written
+        from lightdl.checkpoint_io import AtomicCheckpointIO
+
+        kwargs = {**kwargs, "plugins": [AtomicCheckpointIO()]}
     return make(
         trainer_cfg,
         "trainer",
