@@ -11,7 +11,7 @@ import time
 import torch
 from conftest import quiet_env
 
-EVERY = "+callbacks.checkpoint_last.every_n_train_steps=7"  # mid-epoch: 20 batches an epoch
+EVERY = "callbacks.checkpoint_last.every_n_train_steps=7"  # mid-epoch: 20 batches an epoch
 
 # Runs lightdl with the second write of last.ckpt slowed down: half the bytes, then a long sleep
 # (a marker file says the write has begun), so the test can kill the process inside the save.

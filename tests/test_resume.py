@@ -18,7 +18,7 @@ from conftest import make_cfg, quiet_env
 from lightdl import build
 from lightdl.train import train
 
-EVERY = "+callbacks.checkpoint_last.every_n_train_steps=7"  # mid-epoch: 20 batches an epoch
+EVERY = "callbacks.checkpoint_last.every_n_train_steps=7"  # mid-epoch: 20 batches an epoch
 
 
 class Stop(L.Callback):
@@ -41,7 +41,7 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
     [
         [EVERY],
         [EVERY, "regularizer=dropout", "scheduler=step"],
-        ["trainer.steps_per_call=3", "+callbacks.checkpoint_last.every_n_train_steps=6"],
+        ["trainer.steps_per_call=3", "callbacks.checkpoint_last.every_n_train_steps=6"],
     ],
     ids=["plain", "dropout-and-schedule", "steps_per_call"],
 )
