@@ -182,7 +182,7 @@ def ranks(cfg: DictConfig, run_dir: Path) -> Iterator[None]:
     _children[:] = children
     try:
         yield
-        _wait(children, folder)
+        _wait(children)
     finally:
         _children.clear()
         for child, _ in children:
@@ -268,7 +268,7 @@ def _start_rank(
     return child, log_path
 
 
-def _wait(children: list[tuple[subprocess.Popen, Path]], folder: Path) -> None:
+def _wait(children: list[tuple[subprocess.Popen, Path]]) -> None:
     """The other ranks end right after rank 0 (they ran the same steps); a rank that failed or
     hangs fails the job, naming its log."""
     for child, log_path in children:
