@@ -191,23 +191,28 @@ def read_inputs(source: str, spec) -> tuple[torch.Tensor, list[str]]:
     folder; inputs are in the data's raw scale (images: pixels in [0, 1]), before preprocessing."""
     import numpy as np
 
+    from lightdl.data.files import DataFileError, check_file, npy_problem
+
     path = Path(source).expanduser()
     shape = tuple(spec.input_shape)
     if path.is_dir():
         return _read_images(path, source, spec)
-    if not path.is_file() or path.suffix.lower() != ".npy":
-        raise ConfigError(
+    check_file(path, "predict.inputs:")  # missing: one sentence naming it
+    if path.suffix.lower() != ".npy":
+        raise DataFileError(
             f"predict.inputs={source}: expected a .npy file or a folder of PNG/JPEG images, "
-            f"{'found nothing there' if not path.exists() else 'got another kind of file'}."
+            "got another kind of file (wrong format)."
         )
+    if path.stat().st_size == 0:
+        raise DataFileError(f"predict.inputs={source} is empty: not a .npy array.")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ConfigError(
-            f"predict.inputs={source}: cannot read it as a .npy array ({exc})."
-        ) from exc
+    except PermissionError:
+        raise DataFileError(f"predict.inputs={source} is unreadable: permission denied.") from None
+    except (ValueError, OSError, EOFError) as exc:  # a cut file raises either, by where it is cut
+        raise DataFileError(f"predict.inputs={source} is {npy_problem(exc)}.") from None
     if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape or len(array) == 0:
-        raise ConfigError(
+        raise DataFileError(
             f"predict.inputs={source}: expected an array of shape (N, {', '.join(map(str, shape))}) "
             f"for this run's inputs, got {tuple(array.shape)}."
         )
@@ -217,7 +222,7 @@ def read_inputs(source: str, spec) -> tuple[torch.Tensor, list[str]]:
             or array.min() < 0
             or (spec.vocab_size and array.max() >= spec.vocab_size)
         ):
-            raise ConfigError(
+            raise DataFileError(
                 f"predict.inputs={source}: this run reads token ids, integers in "
                 f"[0, {spec.vocab_size}), got {array.dtype} values in [{array.min()}, {array.max()}]."
             )
@@ -231,6 +236,8 @@ def _read_images(folder: Path, source: str, spec) -> tuple[torch.Tensor, list[st
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from lightdl.data.files import DataFileError
+
     shape = tuple(spec.input_shape)
     if spec.kind != "image" or shape[0] not in IMAGE_MODES:
         raise ConfigError(
@@ -239,18 +246,36 @@ def _read_images(folder: Path, source: str, spec) -> tuple[torch.Tensor, list[st
         )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ConfigError(f"predict.inputs={source}: the folder holds no .png, .jpg or .jpeg file.")
+        raise DataFileError(
+            f"predict.inputs={source}: the folder holds no .png, .jpg or .jpeg file."
+        )
     channels, height, width = shape
     images = []
     for file in files:
+        if file.is_dir():
+            raise DataFileError(f"predict.inputs: {file} is a directory, not an image.")
+        if file.stat().st_size == 0:
+            raise DataFileError(f"predict.inputs: the image {file} is empty.")
         try:
             with Image.open(file) as image:
                 image = image.convert(IMAGE_MODES[channels])
                 shrink = image.width >= width and image.height >= height  # area average then
                 resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
                 image = image.resize((width, height), resample)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ConfigError(f"predict.inputs: cannot read the image {file} ({exc}).") from exc
+        except PermissionError:
+            raise DataFileError(
+                f"predict.inputs: the image {file} is unreadable: permission denied."
+            ) from None
+        except UnidentifiedImageError:
+            raise DataFileError(
+                f"predict.inputs: {file} is not a PNG or JPEG image (wrong format or corrupt)."
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for a cut/bad stream
+            reason = str(exc).rstrip(".") or type(exc).__name__
+            problem = "truncated" if "truncated" in reason or "broken" in reason else "corrupt"
+            raise DataFileError(
+                f"predict.inputs: the image {file} is {problem} ({reason})."
+            ) from None
         pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3)
         images.append(pixels.reshape(height, width, channels).transpose(2, 0, 1))
     return torch.as_tensor(np.stack(images)), [f.name for f in files]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
+from lightdl.data.files import npy_problem
 from lightdl.errors import ConfigError, DataError
 
 FIT_LIMIT = 10_000  # training examples a memory-mapped split fits its preprocessing on
@@ -171,10 +172,14 @@ class NpyArrays(InMemoryDataModule):
         file = Path(path).expanduser()
         if not file.is_file():
             raise DataError(f"{path}: no such .npy file.")
+        if file.stat().st_size == 0:
+            raise DataError(f"{path} is empty: not a .npy array.")
         try:
             return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except PermissionError:
+            raise DataError(f"{path} is unreadable: permission denied.") from None
         except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable .npy array ({exc}).") from None
+            raise DataError(f"{path} is {npy_problem(exc)}.") from None
 
     def _inputs(self, path: str) -> np.ndarray:
         array = self._read(path, self.mmap)
@@ -192,6 +197,8 @@ class NpyArrays(InMemoryDataModule):
 
     def _labels(self, path: str) -> np.ndarray:
         labels = self._read(path, mmap=False)
+        if labels.ndim == 1 and len(labels) == 0:
+            raise DataError(f"{path} holds no labels (an empty array).")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
             raise DataError(
                 f"{path}: labels must be non-negative integers shaped (N,), got "

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
+from lightdl.data.files import DataFileError, check_digest_option, file_digest, verify_digest
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import PAD, UNK, Vocab, fortune_files, read_text
 from lightdl.errors import ConfigError
@@ -22,16 +23,18 @@ WORDS = {"train": "training", "val": "validation", "test": "test"}
 GUTENBERG = ("*** START OF", "*** END OF")  # the licence boilerplate around a Gutenberg e-book
 
 
-def download(url: str, cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+def download(url: str, cache_dir: str | Path = DEFAULT_CACHE, sha256: str | None = None) -> Path:
     """The file at `url`, fetched once into `cache_dir` and reused after that.
 
     It is written to a temporary file in the same folder and renamed when complete, so an
     interrupted download never leaves a truncated file that later runs would take as the text.
+    With `sha256`, the download must have that digest or it is refused (and deleted, so nothing
+    unverified stays in the cache); a cached copy that does not match is fetched again.
     """
     name = Path(urllib.parse.urlparse(url).path).name or "download.txt"
     digest = hashlib.sha1(url.encode()).hexdigest()[:8]  # two URLs with one file name differ
     target = Path(cache_dir).expanduser() / f"{digest}-{name}"
-    if target.is_file():
+    if target.is_file() and (sha256 is None or file_digest(target) == sha256):
         return target
     partial = None
     try:
@@ -45,19 +48,28 @@ def download(url: str, cache_dir: str | Path = DEFAULT_CACHE) -> Path:
             partial = Path(out.name)
             while block := response.read(1 << 20):
                 out.write(block)
+        if sha256 is not None and (got := file_digest(partial)) != sha256:
+            target.unlink(missing_ok=True)  # a stale cached copy is no better
+            raise DataFileError(
+                f"data.url={url}: the download has sha256 {got}, but data.sha256={sha256}; "
+                f"refusing it (nothing was kept in {target.parent})."
+            )
         os.replace(partial, target)
+    except DataFileError:
+        raise
     except (
         OSError,
         ValueError,
     ) as exc:  # URLError and timeouts are OSErrors; a bad URL is a ValueError
-        if partial is not None:
-            partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise ConfigError(
             f"data.url={url} could not be downloaded ({reason}); check the address and the "
             "network, or (offline) set data.path to a local text file or leave both null for "
             "the fortunes corpus."
         ) from exc
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return target
 
 
@@ -79,7 +91,9 @@ class Chars(InMemoryDataModule):
     """Predict the next character of a text: x is `seq_len` characters, y the same shifted by one.
 
     The text is data.path, or data.url downloaded into cache_dir, or (both null) the Debian
-    fortunes corpus, cut to its first `max_chars` characters. Its last val_fraction + test_fraction
+    fortunes corpus, cut to its first `max_chars` characters. It must be UTF-8 (see
+    lightdl.data.files); data.sha256, when set, is the digest the download (or data.path's file)
+    must have. Its last val_fraction + test_fraction
     becomes the validation then the test text, contiguously, so no evaluated passage was seen in
     training. Each split is cut into consecutive windows: window i reads characters
     [i*seq_len, (i+1)*seq_len) and predicts [i*seq_len + 1, (i+1)*seq_len + 1], so every character
@@ -93,6 +107,7 @@ class Chars(InMemoryDataModule):
         self,
         path: str | None = None,
         url: str | None = None,
+        sha256: str | None = None,
         cache_dir: str | None = None,
         max_chars: int | None = 1_000_000,
         seq_len: int = 100,
@@ -127,6 +142,12 @@ class Chars(InMemoryDataModule):
             if not isinstance(value, int | float) or not 0 < value < 0.5:
                 raise ConfigError(f"data.{key} must be a fraction in (0, 0.5), got {value!r}.")
         self.path, self.url = path, url
+        self.sha256 = check_digest_option(sha256, "data.sha256")
+        if self.sha256 is not None and path is None and url is None:
+            raise ConfigError(
+                "data.sha256 checks data.url's download or data.path's file, but both are null "
+                "(the fortunes corpus has no single file to check); set one or drop data.sha256."
+            )
         self.cache_dir = cache_dir if cache_dir is not None else DEFAULT_CACHE
         self.max_chars, self.seq_len = max_chars, seq_len
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -136,9 +157,12 @@ class Chars(InMemoryDataModule):
     def text(self) -> str:
         """The whole corpus as one string, cleaned and cut to max_chars."""
         if self.url is not None:
-            text = read_text(download(self.url, self.cache_dir), f"data.url={self.url}: the file")
+            file = download(self.url, self.cache_dir, self.sha256)
+            text = read_text(file, f"data.url={self.url}: the file")
         elif self.path is not None:
-            text = read_text(self.path, "data.path")
+            text = read_text(self.path, "data.path")  # missing, empty, not UTF-8: one sentence
+            if self.sha256 is not None:
+                verify_digest(Path(self.path).expanduser(), self.sha256, "data.path")
         else:
             text = fortunes_text()
         return clean(text)[: self.max_chars]

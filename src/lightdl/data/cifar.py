@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
+from lightdl.data.files import read_bytes
 from lightdl.data.idx import download, md5
 from lightdl.errors import DataError
 
@@ -83,8 +84,10 @@ def _unpickle(raw: bytes, where: str) -> dict:
     try:
         batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # a corrupt pickle can raise nearly anything; all mean "unreadable"
+        cut = isinstance(exc, EOFError) or "truncated" in str(exc)
         raise DataError(
-            f"{where} is not a readable CIFAR-10 batch (unpickling failed: {exc})."
+            f"{where} is not a readable CIFAR-10 batch{': it is truncated' if cut else ''} "
+            f"(unpickling failed: {exc})."
         ) from exc
     if not isinstance(batch, dict):
         raise DataError(
@@ -145,6 +148,8 @@ class _Source:
         if self.archive:
             return
         for name in BATCHES:
+            if (self.path / name).is_dir():
+                raise DataError(f"{self.path / name} is a directory, not a CIFAR-10 batch file.")
             if not (self.path / name).is_file():
                 raise DataError(
                     f"{self.path / name} is missing: a CIFAR-10 folder needs {', '.join(BATCHES)}."
@@ -156,11 +161,7 @@ class _Source:
             decoded = {}
             for name in BATCHES:
                 path = self.path / name
-                try:
-                    raw = path.read_bytes()
-                except OSError as exc:
-                    raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from exc
-                decoded[name] = decode_batch(raw, str(path))
+                decoded[name] = decode_batch(read_bytes(path), str(path))  # empty: refused
             return decoded
         try:
             with tarfile.open(self.path, "r:*") as tar:
@@ -175,9 +176,16 @@ class _Source:
                         )
                     handle = tar.extractfile(member)
                     assert handle is not None  # a regular file
-                    decoded[name] = decode_batch(handle.read(), f"{self.path}:{member.name}")
+                    raw, where = handle.read(), f"{self.path}:{member.name}"
+                    if not raw:
+                        raise DataError(f"{where} is empty.")
+                    decoded[name] = decode_batch(raw, where)
                 return decoded
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        except EOFError as exc:
+            raise DataError(
+                f"{self.path} is not a readable CIFAR-10 archive: it is truncated ({exc})."
+            ) from exc
+        except (tarfile.TarError, OSError, zlib.error) as exc:
             raise DataError(f"{self.path} is not a readable CIFAR-10 archive ({exc}).") from exc
 
 

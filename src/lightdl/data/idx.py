@@ -7,11 +7,13 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from lightdl.data.files import read_bytes
 from lightdl.errors import DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -20,12 +22,16 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 @lru_cache(maxsize=16)
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (raw or gzip), checking its magic number, dimensions and size."""
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
+    raw = read_bytes(path, allow_empty=True)
+    if raw[:2] == b"\x1f\x8b":
+        try:
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        except EOFError:
+            raise DataError(
+                f"cannot read {path}: it is truncated (its gzip stream ends early)."
+            ) from None
+        except (OSError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(f"cannot read {path}: it is not a valid gzip file ({exc}).") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'}).")
     ndim = raw[3]
@@ -36,9 +42,10 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - header != expected:
+        problem = "truncated" if len(raw) - header < expected else "too long"
         raise DataError(
-            f"{path} is a corrupt IDX file: its header promises shape {dims} ({expected} bytes) "
-            f"but {len(raw) - header} bytes follow."
+            f"{path} is a corrupt IDX file: {problem}, since its header promises shape {dims} "
+            f"({expected} bytes) but {len(raw) - header} bytes follow."
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
@@ -74,7 +81,10 @@ def download(url: str, target: Path, checksum: str, timeout: float = 30.0) -> Pa
                 out.write(chunk)
         got = md5(Path(tmp))
         if got != checksum:
-            raise DataError(f"download of {url} is corrupt: md5 {got}, expected {checksum}.")
+            raise DataError(
+                f"download of {url} is corrupt: md5 {got}, expected {checksum}; "
+                f"{target.name} was not kept."
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -98,10 +108,14 @@ def locate(
     """
     names = list(files)
     if data_dir is not None:
-        found = _find_in(Path(data_dir).expanduser(), names)
+        folder = Path(data_dir).expanduser()
+        found = _find_in(folder, names)
         if found is None:
+            missing = [n for n in names if _find_in(folder, [n]) is None]
             raise DataError(
-                f"data.data_dir={data_dir} does not hold the {title} files ({', '.join(names)})."
+                f"data.data_dir={data_dir} does not hold the {title} files ({', '.join(names)}): "
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing "
+                "(as .gz or uncompressed)."
             )
         return found
     places = [Path(d) for d in system_dirs] + ([Path(cache_dir).expanduser()] if cache_dir else [])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from lightdl.data.files import read_utf8
 from lightdl.errors import ConfigError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -80,14 +81,9 @@ def lengths(x: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
 
 
 def read_text(path: str | Path, what: str = "text file") -> str:
-    """The file as UTF-8 text (undecodable bytes replaced); one sentence naming it when absent."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist.")
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    if not text.strip():
-        raise ConfigError(f"{what} {path} is empty.")
-    return text
+    """The file as UTF-8 text, or one sentence naming it and what is wrong: missing, a folder,
+    unreadable, empty, truncated inside a character, or not UTF-8 (see lightdl.data.files)."""
+    return read_utf8(path, what)
 
 
 def fortune_files(root: str | Path = FORTUNES_DIR) -> list[Path]:

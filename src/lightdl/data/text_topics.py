@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
+from lightdl.data.files import DataFileError, decode_utf8, read_bytes
 from lightdl.data.spec import DataSpec
 from lightdl.data.text import FORTUNES_DIR, Vocab, pad, read_fortunes, words
 from lightdl.errors import ConfigError
@@ -28,12 +29,12 @@ def read_imdb(path: str | Path, max_per_class: int | None = None) -> dict[str, T
     test/neg, test/pos folders of one review per *.txt file; neg is label 0, pos is label 1.
 
     Files are read in sorted name order, at most `max_per_class` per folder. HTML line breaks
-    (<br />) become spaces.
+    (<br />) become spaces. A review that is unreadable or not UTF-8 is refused naming the file.
     """
     root = Path(path).expanduser() if path is not None else None
     folders = [(s, c) for s in ("train", "test") for c in IMDB_LABELS]
     if root is None or not all((root / s / c).is_dir() for s, c in folders):
-        raise ConfigError(
+        raise DataFileError(
             f"data.path={path} is not an aclImdb directory (it needs train/pos, train/neg, "
             "test/pos and test/neg folders of *.txt reviews): unpack "
             "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz and point data.path "
@@ -43,10 +44,10 @@ def read_imdb(path: str | Path, max_per_class: int | None = None) -> dict[str, T
     for split, name in folders:
         files = sorted((root / split / name).glob("*.txt"))[:max_per_class]
         if not files:
-            raise ConfigError(f"data.path={path}: {root / split / name} holds no *.txt reviews.")
+            raise DataFileError(f"data.path={path}: {root / split / name} holds no *.txt reviews.")
         label = IMDB_LABELS.index(name)
         for file in files:
-            text = file.read_bytes().decode("utf-8", errors="replace")
+            text = decode_utf8(read_bytes(file, "data.path:", allow_empty=True), file, "data.path:")
             found[split].append((re.sub(r"<br\s*/?>", " ", text), label))
     return found
 

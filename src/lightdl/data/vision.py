@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from lightdl.data.base import InMemoryDataModule, Split
 from lightdl.data.idx import locate, read_idx
+from lightdl.errors import DataError
 
 _TRAIN_X, _TRAIN_Y = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 _TEST_X, _TEST_Y = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -40,9 +43,36 @@ class IDXImages(InMemoryDataModule):
             self.hint,
         )
         return {
-            "train": (_images(read_idx(paths[_TRAIN_X])), _labels(read_idx(paths[_TRAIN_Y]))),
-            "test": (_images(read_idx(paths[_TEST_X])), _labels(read_idx(paths[_TEST_Y]))),
+            split: self._split(paths[x_name], paths[y_name])
+            for split, (x_name, y_name) in (
+                ("train", (_TRAIN_X, _TRAIN_Y)),
+                ("test", (_TEST_X, _TEST_Y)),
+            )
         }
+
+    def _split(self, x_path: Path, y_path: Path) -> Split:
+        """(images, labels) of one split, each file checked: shapes, counts and label range."""
+        images, labels = read_idx(x_path), read_idx(y_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(
+                f"{x_path} holds {images.dtype} data of shape {images.shape}, not images "
+                "(expected N x height x width unsigned bytes): the wrong file."
+            )
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"{y_path} holds {labels.dtype} data of shape {labels.shape}, not labels "
+                "(expected N integers): the wrong file."
+            )
+        if len(labels) != len(images):
+            raise DataError(
+                f"{y_path} holds {len(labels)} labels but {x_path} holds {len(images)} images."
+            )
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.size:
+            raise DataError(
+                f"{y_path} has labels outside 0..{self.num_classes - 1} (found {int(bad[0])})."
+            )
+        return _images(images), _labels(labels)
 
 
 def _images(array) -> torch.Tensor:

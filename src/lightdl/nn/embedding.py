@@ -12,22 +12,44 @@ from lightdl.errors import ConfigError
 
 
 def load_vectors(path: str | Path) -> tuple[list[str], torch.Tensor]:
-    """(tokens, vectors) from a file written by `save_vectors` (model=skipgram writes one)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"model.embedding.init: no vector file at {path}.")
+    """(tokens, vectors) from a file written by `save_vectors` (model=skipgram writes one).
+
+    Read with torch.load(weights_only=True): tensors and plain containers, no pickled code. A
+    missing, unreadable, empty, truncated or foreign file is refused in one sentence naming it.
+    """
+    from lightdl.data.files import DataFileError, check_file
+
+    what = "model.embedding.init:"
+    path = check_file(path, what)
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{what} {path} is empty.")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        tokens, vectors = list(saved["itos"]), saved["vectors"]
+    except PermissionError:
+        raise DataFileError(f"{what} {path} is unreadable: permission denied.") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same sentence
-        raise ConfigError(
-            f"model.embedding.init: {path} is not a vector file saved by lightdl ({exc})."
-        ) from exc
-    if vectors.dim() != 2 or len(tokens) != len(vectors):
-        raise ConfigError(
-            f"model.embedding.init: {path} holds {len(tokens)} tokens but vectors "
-            f"of shape {tuple(vectors.shape)}."
+        reason = (str(exc).splitlines() or [""])[0].split(". ")[0].rstrip(".")
+        if "central directory" in reason or isinstance(exc, EOFError):
+            problem = f"truncated or corrupt ({reason})"
+        else:  # KeyError 101 for a text file, a refused global for a pickle with code
+            problem = f"in the wrong format ({type(exc).__name__}: {reason or 'unreadable'})"
+        raise DataFileError(
+            f"{what} {path} is not a vector file saved by lightdl: it is {problem}."
+        ) from None
+    tokens = saved.get("itos") if isinstance(saved, dict) else None
+    vectors = saved.get("vectors") if isinstance(saved, dict) else None
+    if not isinstance(tokens, list | tuple) or not isinstance(vectors, torch.Tensor):
+        raise DataFileError(
+            f"{what} {path} is not a vector file saved by lightdl (wrong format: it needs "
+            "'itos', a list of tokens, and 'vectors', a tensor)."
         )
+    tokens = [str(t) for t in tokens]
+    if vectors.dim() != 2 or len(tokens) != len(vectors):
+        raise DataFileError(
+            f"{what} {path} holds {len(tokens)} tokens but vectors of shape {tuple(vectors.shape)}."
+        )
+    if not vectors.is_floating_point():
+        raise DataFileError(f"{what} {path} holds {vectors.dtype} vectors, not floating point.")
     return tokens, vectors
 
 
